@@ -1,0 +1,341 @@
+import { compareEndpoints } from './address.js';
+import type { Endpoint } from './address.js';
+
+/**
+ * Membership by multicast heartbeats (seeds 000/001, DESIGN.md section 2).
+ *
+ * Sans-IO: the runtime feeds beacons and ticks with the current time and
+ * sends the beacons this returns; the simulator does the same with a
+ * simulated clock and network. Every beacon is first-hand evidence that its
+ * sender is alive, so a dead member whose beacons come back (a healed
+ * partition) is accepted again at the same incarnation; second-hand news
+ * (a seed's member list) only ever introduces ids or newer incarnations.
+ */
+
+export type MemberState = 'alive' | 'suspect' | 'dead';
+
+export interface BeaconInfo {
+  readonly cluster: string;
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly incarnation: number;
+  /** Wall-clock ms of the sender's oldest unreplicated change; 0 when none. */
+  readonly oldestPendingMs: number;
+  readonly leaving: boolean;
+}
+
+export interface MembershipConfig {
+  readonly clusterName: string;
+  readonly heartbeatIntervalMs: number;
+  /** Silence after which a member turns suspect. */
+  readonly suspectAfterMs: number;
+  /** Silence after which a member is declared dead (> suspectAfterMs). */
+  readonly deadAfterMs: number;
+  /** Dead members stay listed this long, then are forgotten. */
+  readonly forgetDeadAfterMs: number;
+  /** Bound of the member table. */
+  readonly membersMax: number;
+  /** A newcomer is answered with an early beacon within this window, so it learns everyone fast. */
+  readonly joinReplyDelayMaxMs: number;
+}
+
+export const MEMBERSHIP_DEFAULTS: Omit<MembershipConfig, 'clusterName'> = Object.freeze({
+  heartbeatIntervalMs: 200,
+  suspectAfterMs: 1_000,
+  deadAfterMs: 1_600,
+  forgetDeadAfterMs: 3_600_000,
+  membersMax: 1_024,
+  joinReplyDelayMaxMs: 30,
+});
+
+export interface Member extends Endpoint {
+  readonly incarnation: number;
+  readonly state: MemberState;
+  readonly oldestPendingMs: number;
+  readonly lastHeardMs: number;
+  readonly stateSinceMs: number;
+  /** False while we know of it only second-hand (a seed's member list). */
+  readonly heardDirectly: boolean;
+  readonly self: boolean;
+}
+
+export type IgnoreReason = 'foreign_cluster' | 'own_beacon' | 'id_conflict' | 'stale' | 'table_full' | 'invalid';
+
+export type MembershipEvent =
+  | { readonly type: 'joined'; readonly member: Member }
+  | { readonly type: 'restarted'; readonly member: Member; readonly previousIncarnation: number }
+  | { readonly type: 'recovered'; readonly member: Member; readonly from: 'suspect' | 'dead' }
+  | { readonly type: 'suspect'; readonly member: Member }
+  | { readonly type: 'dead'; readonly member: Member; readonly reason: 'timeout' | 'left' }
+  | { readonly type: 'forgotten'; readonly id: string }
+  | { readonly type: 'ignored'; readonly reason: IgnoreReason; readonly id: string; readonly host: string; readonly port: number }
+  | { readonly type: 'stall'; readonly stalledMs: number };
+
+export interface SelfInfo extends Endpoint {
+  readonly incarnation: number;
+}
+
+interface MutableMember {
+  id: string;
+  host: string;
+  port: number;
+  incarnation: number;
+  state: MemberState;
+  oldestPendingMs: number;
+  lastHeardMs: number;
+  stateSinceMs: number;
+  heardDirectly: boolean;
+  /** Incarnation that announced it was leaving; its later beacons are stale. */
+  leftIncarnation: number;
+}
+
+export class Membership {
+  private readonly table = new Map<string, MutableMember>();
+  private nextBeaconAtMs: number;
+  private lastBeaconSentMs = Number.NEGATIVE_INFINITY;
+  private lastTickMs: number | undefined;
+  private oldestPendingMs = 0;
+
+  constructor(
+    readonly self: SelfInfo,
+    readonly config: MembershipConfig,
+    private readonly random: () => number,
+    nowMs: number,
+  ) {
+    if (!(config.deadAfterMs > config.suspectAfterMs)) throw new RangeError('deadAfterMs must exceed suspectAfterMs');
+    if (!(config.heartbeatIntervalMs > 0)) throw new RangeError('heartbeatIntervalMs must be positive');
+    // Announce ourselves at once: the first beacon is what makes joining fast.
+    this.nextBeaconAtMs = nowMs;
+  }
+
+  /** Records the oldest unreplicated change time carried in our beacons. */
+  setOldestPendingMs(ms: number): void {
+    this.oldestPendingMs = ms;
+  }
+
+  /** Takes a beacon heard first-hand ('direct') or from a seed's member list ('indirect'). */
+  receiveBeacon(beacon: BeaconInfo, nowMs: number, source: 'direct' | 'indirect' = 'direct'): MembershipEvent[] {
+    const ignored = (reason: IgnoreReason): MembershipEvent[] => [
+      { type: 'ignored', reason, id: beacon.id, host: beacon.host, port: beacon.port },
+    ];
+    if (beacon.cluster !== this.config.clusterName) return ignored('foreign_cluster');
+    if (!(beacon.port > 0 && beacon.port < 65_536) || beacon.id.length === 0 || !Number.isFinite(beacon.incarnation)) {
+      return ignored('invalid');
+    }
+    if (beacon.id === this.self.id) {
+      const mine = beacon.incarnation === this.self.incarnation && beacon.host === this.self.host && beacon.port === this.self.port;
+      return ignored(mine ? 'own_beacon' : 'id_conflict');
+    }
+
+    const known = this.table.get(beacon.id);
+    if (!known) {
+      if (!this.makeRoom()) return ignored('table_full');
+      const m: MutableMember = {
+        id: beacon.id,
+        host: beacon.host,
+        port: beacon.port,
+        incarnation: beacon.incarnation,
+        state: beacon.leaving ? 'dead' : 'alive',
+        oldestPendingMs: beacon.oldestPendingMs,
+        lastHeardMs: nowMs,
+        stateSinceMs: nowMs,
+        heardDirectly: source === 'direct',
+        leftIncarnation: beacon.leaving ? beacon.incarnation : -1,
+      };
+      this.table.set(m.id, m);
+      if (beacon.leaving) return [{ type: 'dead', member: view(m), reason: 'left' }];
+      this.answerNewcomer(nowMs);
+      return [{ type: 'joined', member: view(m) }];
+    }
+
+    if (beacon.incarnation < known.incarnation) return ignored('stale');
+    if (beacon.incarnation > known.incarnation) {
+      const previousIncarnation = known.incarnation;
+      known.incarnation = beacon.incarnation;
+      known.host = beacon.host;
+      known.port = beacon.port;
+      known.oldestPendingMs = beacon.oldestPendingMs;
+      known.lastHeardMs = nowMs;
+      known.heardDirectly = source === 'direct';
+      known.stateSinceMs = nowMs;
+      if (beacon.leaving) {
+        known.state = 'dead';
+        known.leftIncarnation = beacon.incarnation;
+        return [{ type: 'dead', member: view(known), reason: 'left' }];
+      }
+      known.state = 'alive';
+      this.answerNewcomer(nowMs);
+      return [{ type: 'restarted', member: view(known), previousIncarnation }];
+    }
+
+    // Same incarnation from here on.
+    if (source === 'indirect') return ignored('stale');
+    if (beacon.host !== known.host || beacon.port !== known.port) return ignored('id_conflict');
+    if (known.leftIncarnation === beacon.incarnation) return ignored('stale');
+    known.lastHeardMs = nowMs;
+    known.heardDirectly = true;
+    known.oldestPendingMs = beacon.oldestPendingMs;
+    if (beacon.leaving) {
+      known.state = 'dead';
+      known.stateSinceMs = nowMs;
+      known.leftIncarnation = beacon.incarnation;
+      return [{ type: 'dead', member: view(known), reason: 'left' }];
+    }
+    if (known.state !== 'alive') {
+      const from = known.state;
+      known.state = 'alive';
+      known.stateSinceMs = nowMs;
+      if (from === 'dead') this.answerNewcomer(nowMs);
+      return [{ type: 'recovered', member: view(known), from }];
+    }
+    return [];
+  }
+
+  /** Applies the timeouts; call at `nextWakeMs()` or whenever convenient. */
+  tick(nowMs: number): MembershipEvent[] {
+    const events: MembershipEvent[] = [];
+    const stalledMs = this.detectStall(nowMs);
+    if (stalledMs > 0) {
+      // Our own event loop was frozen: the silence we saw is ours, not theirs.
+      for (const m of this.table.values()) if (m.state !== 'dead') m.lastHeardMs += stalledMs;
+      events.push({ type: 'stall', stalledMs });
+    }
+    this.lastTickMs = nowMs;
+    for (const m of [...this.table.values()]) {
+      const silentMs = nowMs - m.lastHeardMs;
+      if (m.state === 'dead') {
+        if (nowMs - m.stateSinceMs >= this.config.forgetDeadAfterMs) {
+          this.table.delete(m.id);
+          events.push({ type: 'forgotten', id: m.id });
+        }
+        continue;
+      }
+      if (silentMs >= this.config.deadAfterMs) {
+        m.state = 'dead';
+        m.stateSinceMs = nowMs;
+        events.push({ type: 'dead', member: view(m), reason: 'timeout' });
+      } else if (silentMs >= this.config.suspectAfterMs && m.state === 'alive') {
+        m.state = 'suspect';
+        m.stateSinceMs = nowMs;
+        events.push({ type: 'suspect', member: view(m) });
+      }
+    }
+    return events;
+  }
+
+  /** Our beacon when one is due at `nowMs`, else undefined. */
+  pollBeacon(nowMs: number): BeaconInfo | undefined {
+    if (nowMs < this.nextBeaconAtMs) return undefined;
+    this.lastBeaconSentMs = nowMs;
+    // +-10% jitter keeps nodes started together from beaconing in lockstep.
+    const jitter = 0.9 + 0.2 * this.random();
+    this.nextBeaconAtMs = nowMs + this.config.heartbeatIntervalMs * jitter;
+    return this.selfBeacon(false);
+  }
+
+  /** The beacon to send when stopping on purpose, so peers drop us at once. */
+  leaveBeacon(): BeaconInfo {
+    return this.selfBeacon(true);
+  }
+
+  /** Earliest time at which `tick` or `pollBeacon` has something to do. */
+  nextWakeMs(): number {
+    let wake = this.nextBeaconAtMs;
+    for (const m of this.table.values()) {
+      if (m.state === 'alive') wake = Math.min(wake, m.lastHeardMs + this.config.suspectAfterMs);
+      else if (m.state === 'suspect') wake = Math.min(wake, m.lastHeardMs + this.config.deadAfterMs);
+      else wake = Math.min(wake, m.stateSinceMs + this.config.forgetDeadAfterMs);
+    }
+    return wake;
+  }
+
+  get(id: string): Member | undefined {
+    if (id === this.self.id) return this.selfView();
+    const m = this.table.get(id);
+    return m && view(m);
+  }
+
+  /** Every member we know, ourselves included, in ring order. */
+  members(): Member[] {
+    return [this.selfView(), ...[...this.table.values()].map(view)].sort(compareEndpoints);
+  }
+
+  /** Other members that count for the ring: alive or suspect (a suspect may just be slow). */
+  liveOthers(): Member[] {
+    return [...this.table.values()].filter((m) => m.state !== 'dead').map(view).sort(compareEndpoints);
+  }
+
+  /** Members we should also beacon by unicast: live, known, but not heard over multicast. */
+  notHeardDirectly(): Member[] {
+    return [...this.table.values()].filter((m) => m.state !== 'dead' && !m.heardDirectly).map(view);
+  }
+
+  private selfBeacon(leaving: boolean): BeaconInfo {
+    return {
+      cluster: this.config.clusterName,
+      id: this.self.id,
+      host: this.self.host,
+      port: this.self.port,
+      incarnation: this.self.incarnation,
+      oldestPendingMs: this.oldestPendingMs,
+      leaving,
+    };
+  }
+
+  private selfView(): Member {
+    return {
+      id: this.self.id,
+      host: this.self.host,
+      port: this.self.port,
+      incarnation: this.self.incarnation,
+      state: 'alive',
+      oldestPendingMs: this.oldestPendingMs,
+      lastHeardMs: this.lastTickMs ?? 0,
+      stateSinceMs: 0,
+      heardDirectly: true,
+      self: true,
+    };
+  }
+
+  /** Schedules an early beacon so a newcomer learns us without waiting a full interval. */
+  private answerNewcomer(nowMs: number): void {
+    const earliest = this.lastBeaconSentMs + this.config.heartbeatIntervalMs / 4;
+    const at = Math.max(earliest, nowMs + this.random() * this.config.joinReplyDelayMaxMs);
+    if (at < this.nextBeaconAtMs) this.nextBeaconAtMs = at;
+  }
+
+  private detectStall(nowMs: number): number {
+    if (this.lastTickMs === undefined) return 0;
+    // The runtime ticks at least every heartbeat; a gap well beyond that means we were frozen.
+    const expectedGapMs = this.config.heartbeatIntervalMs;
+    const gapMs = nowMs - this.lastTickMs;
+    return gapMs > 2 * expectedGapMs ? gapMs - expectedGapMs : 0;
+  }
+
+  private makeRoom(): boolean {
+    if (this.table.size < this.config.membersMax) return true;
+    let oldest: MutableMember | undefined;
+    for (const m of this.table.values()) {
+      if (m.state === 'dead' && (!oldest || m.stateSinceMs < oldest.stateSinceMs)) oldest = m;
+    }
+    if (!oldest) return false;
+    this.table.delete(oldest.id);
+    return true;
+  }
+}
+
+function view(m: MutableMember): Member {
+  return {
+    id: m.id,
+    host: m.host,
+    port: m.port,
+    incarnation: m.incarnation,
+    state: m.state,
+    oldestPendingMs: m.oldestPendingMs,
+    lastHeardMs: m.lastHeardMs,
+    stateSinceMs: m.stateSinceMs,
+    heardDirectly: m.heardDirectly,
+    self: false,
+  };
+}
