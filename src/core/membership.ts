@@ -13,6 +13,7 @@ import type { Endpoint } from './address.js';
  */
 
 export type MemberState = 'alive' | 'suspect' | 'dead';
+export type BeaconSource = 'direct' | 'unicast' | 'indirect';
 
 export interface BeaconInfo {
   readonly cluster: string;
@@ -55,7 +56,7 @@ export interface Member extends Endpoint {
   readonly oldestPendingMs: number;
   readonly lastHeardMs: number;
   readonly stateSinceMs: number;
-  /** False while we know of it only second-hand (a seed's member list). */
+  /** True once heard over multicast; until then we also beacon to it by unicast. */
   readonly heardDirectly: boolean;
   readonly self: boolean;
 }
@@ -114,8 +115,12 @@ export class Membership {
     this.oldestPendingMs = ms;
   }
 
-  /** Takes a beacon heard first-hand ('direct') or from a seed's member list ('indirect'). */
-  receiveBeacon(beacon: BeaconInfo, nowMs: number, source: 'direct' | 'indirect' = 'direct'): MembershipEvent[] {
+  /**
+   * Takes a beacon heard first-hand over multicast ('direct') or unicast
+   * ('unicast': a --seed peer beyond multicast reach), or second-hand from a
+   * seed's member list ('indirect').
+   */
+  receiveBeacon(beacon: BeaconInfo, nowMs: number, source: BeaconSource = 'direct'): MembershipEvent[] {
     const ignored = (reason: IgnoreReason): MembershipEvent[] => [
       { type: 'ignored', reason, id: beacon.id, host: beacon.host, port: beacon.port },
     ];
@@ -157,7 +162,7 @@ export class Membership {
       known.port = beacon.port;
       known.oldestPendingMs = beacon.oldestPendingMs;
       known.lastHeardMs = nowMs;
-      known.heardDirectly = source === 'direct';
+      known.heardDirectly = known.heardDirectly || source === 'direct';
       known.stateSinceMs = nowMs;
       if (beacon.leaving) {
         known.state = 'dead';
@@ -174,7 +179,7 @@ export class Membership {
     if (beacon.host !== known.host || beacon.port !== known.port) return ignored('id_conflict');
     if (known.leftIncarnation === beacon.incarnation) return ignored('stale');
     known.lastHeardMs = nowMs;
-    known.heardDirectly = true;
+    if (source === 'direct') known.heardDirectly = true;
     known.oldestPendingMs = beacon.oldestPendingMs;
     if (beacon.leaving) {
       known.state = 'dead';
@@ -266,7 +271,7 @@ export class Membership {
     return [...this.table.values()].filter((m) => m.state !== 'dead').map(view).sort(compareEndpoints);
   }
 
-  /** Members we should also beacon by unicast: live, known, but not heard over multicast. */
+  /** Members we should also beacon by unicast: live, but never heard over multicast. */
   notHeardDirectly(): Member[] {
     return [...this.table.values()].filter((m) => m.state !== 'dead' && !m.heardDirectly).map(view);
   }

@@ -1,0 +1,168 @@
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { FrameDecoder, decodeEnvelope, encodeEnvelopeFrame } from '../wire/index.js';
+import type { Envelope, EnvelopeInit, WireError } from '../wire/index.js';
+
+/**
+ * One TCP stream of length-prefixed protobuf envelopes (DESIGN.md section 3).
+ *
+ * - Reading: a bounded FrameDecoder; a frame over the limit or a malformed
+ *   envelope ends the connection with a 'protocol' close (the peer broke it).
+ * - Writing: every frame is encoded whole and handed to the socket in one
+ *   write, so frames never interleave (seed 002's one writer per socket);
+ *   bytes queued in the socket are bounded, and a peer that does not read
+ *   is disconnected rather than allowed to grow our memory.
+ * - Requests carry a uint32 id; the answer with the same id resolves them.
+ */
+export interface ConnectionLimits {
+  readonly frameBytesMax: number;
+  /** Bytes we let queue up unsent before we give up on a slow reader. */
+  readonly outboundBytesMax: number;
+  readonly pendingRequestsMax: number;
+}
+
+export const CONNECTION_LIMITS_DEFAULT: ConnectionLimits = Object.freeze({
+  frameBytesMax: 4 * 1024 * 1024,
+  outboundBytesMax: 16 * 1024 * 1024,
+  pendingRequestsMax: 1_024,
+});
+
+export type CloseReason =
+  | { readonly kind: 'local'; readonly why: string }
+  | { readonly kind: 'remote' }
+  | { readonly kind: 'protocol'; readonly error: WireError }
+  | { readonly kind: 'socket'; readonly error: Error }
+  | { readonly kind: 'slow_reader' };
+
+export class RequestError extends Error {
+  override name = 'RequestError';
+  constructor(readonly code: 'timeout' | 'closed' | 'too_many_pending' | string, message: string) {
+    super(message);
+  }
+}
+
+interface Pending {
+  resolve(env: Envelope): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+export interface FramedConnectionEvents {
+  envelope: [Envelope];
+  close: [CloseReason];
+}
+
+export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
+  private readonly decoder: FrameDecoder;
+  private readonly pending = new Map<number, Pending>();
+  private nextRequestId = 1;
+  private closed = false;
+  readonly remote: string;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly limits: ConnectionLimits = CONNECTION_LIMITS_DEFAULT,
+  ) {
+    super();
+    this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.decoder = new FrameDecoder(limits.frameBytesMax);
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // 'end': the peer closed its side; we have nothing more to say either.
+    socket.on('end', () => this.close({ kind: 'remote' }));
+    socket.on('error', (error) => this.close({ kind: 'socket', error }));
+    socket.on('close', () => this.close({ kind: 'remote' }));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Sends one frame; false (and the connection closes) if the peer stopped reading. */
+  send(init: EnvelopeInit): boolean {
+    if (this.closed) return false;
+    if (this.socket.writableLength > this.limits.outboundBytesMax) {
+      this.close({ kind: 'slow_reader' });
+      return false;
+    }
+    this.socket.write(encodeEnvelopeFrame(init));
+    return true;
+  }
+
+  /** Sends a request and resolves with the envelope answering it. */
+  request(init: EnvelopeInit, timeoutMs: number): Promise<Envelope> {
+    if (this.closed) return Promise.reject(new RequestError('closed', 'connection closed'));
+    if (this.pending.size >= this.limits.pendingRequestsMax) {
+      return Promise.reject(new RequestError('too_many_pending', `more than ${this.limits.pendingRequestsMax} requests pending`));
+    }
+    const requestId = this.allocateRequestId();
+    return new Promise<Envelope>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        reject(new RequestError('timeout', `no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(requestId, { resolve, reject, timer });
+      this.send({ ...init, requestId });
+    });
+  }
+
+  /** Answers a request with the same id. */
+  reply(request: Envelope, init: EnvelopeInit): boolean {
+    return this.send({ ...init, requestId: request.requestId, response: true });
+  }
+
+  close(reason: CloseReason = { kind: 'local', why: 'closed' }): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new RequestError('closed', 'connection closed before the answer'));
+    }
+    this.pending.clear();
+    if (reason.kind === 'protocol' || reason.kind === 'slow_reader') this.socket.destroy();
+    else this.socket.end();
+    // A peer that never acknowledges our FIN must not keep the socket forever.
+    setTimeout(() => this.socket.destroy(), 2_000).unref();
+    this.emit('close', reason);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let frames: Uint8Array[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.close({ kind: 'protocol', error: err as WireError });
+      return;
+    }
+    for (const frame of frames) {
+      if (this.closed) return;
+      let env: Envelope;
+      try {
+        env = decodeEnvelope(frame);
+      } catch (err) {
+        this.close({ kind: 'protocol', error: err as WireError });
+        return;
+      }
+      const waiting = env.response ? this.pending.get(env.requestId) : undefined;
+      if (env.response) {
+        // An answer nobody waits for any more (timed out) is dropped.
+        if (!waiting) continue;
+        this.pending.delete(env.requestId);
+        clearTimeout(waiting.timer);
+        waiting.resolve(env);
+      } else {
+        this.emit('envelope', env);
+      }
+    }
+  }
+
+  private allocateRequestId(): number {
+    // uint32 on the wire; 0 means "no request", so skip it when wrapping.
+    for (;;) {
+      const id = this.nextRequestId;
+      this.nextRequestId = id >= 0xffff_ffff ? 1 : id + 1;
+      if (!this.pending.has(id)) return id;
+    }
+  }
+}

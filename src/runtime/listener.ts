@@ -1,0 +1,110 @@
+import net from 'node:net';
+import type { Logger } from './log.js';
+import { RateLimitedLog } from './log.js';
+import { FramedConnection } from './connection.js';
+import type { ConnectionLimits } from './connection.js';
+import { helloBody, parseHello } from './handshake.js';
+import type { HelloInfo } from './handshake.js';
+import { PROTOCOL_VERSION } from '../wire/index.js';
+import type { Service } from './supervisor.js';
+
+/**
+ * The node's one TCP port, serving peers and clients alike. Every connection
+ * must open with a Hello within `helloTimeoutMs`; a wrong cluster or version
+ * is answered with an Error frame and closed. Protocol offences (oversized or
+ * malformed frames) close the connection and are logged at most once per
+ * remote address per interval. Open connections are bounded.
+ */
+export interface ListenerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly me: () => HelloInfo;
+  readonly limits: ConnectionLimits;
+  readonly connectionsMax: number;
+  readonly helloTimeoutMs: number;
+  readonly log: Logger;
+  readonly clock: () => number;
+  readonly onPeer: (peer: HelloInfo, conn: FramedConnection) => void;
+  readonly onClient: (conn: FramedConnection) => void;
+}
+
+export class Listener implements Service {
+  readonly name = 'listener';
+  private server: net.Server | undefined;
+  private readonly open = new Set<FramedConnection>();
+  private readonly offences: RateLimitedLog;
+
+  constructor(private readonly options: ListenerOptions) {
+    this.offences = new RateLimitedLog(options.log);
+  }
+
+  get openConnections(): number {
+    return this.open.size;
+  }
+
+  async start(fail: (err: Error) => void): Promise<void> {
+    const server = net.createServer((socket) => this.onSocket(socket));
+    server.maxConnections = this.options.connectionsMax;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.options.host, port: this.options.port, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', fail);
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const c of this.open) c.close({ kind: 'local', why: 'listener stopped' });
+    this.open.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private onSocket(socket: net.Socket): void {
+    const conn = new FramedConnection(socket, this.options.limits);
+    const remoteHost = socket.remoteAddress ?? '?';
+    this.open.add(conn);
+    const helloTimer = setTimeout(() => {
+      this.offences.warn(`no_hello:${remoteHost}`, this.options.clock(), { remote: conn.remote }, 'connection sent no hello in time; closed');
+      conn.close({ kind: 'local', why: 'no hello' });
+    }, this.options.helloTimeoutMs);
+    conn.on('close', (reason) => {
+      clearTimeout(helloTimer);
+      this.open.delete(conn);
+      if (reason.kind === 'protocol' || reason.kind === 'slow_reader') {
+        const detail = reason.kind === 'protocol' ? reason.error.message : 'peer does not read';
+        this.offences.warn(`${reason.kind}:${remoteHost}`, this.options.clock(), { remote: conn.remote, reason: detail }, 'dropped a connection that broke the protocol');
+      }
+    });
+    conn.once('envelope', (env) => {
+      clearTimeout(helloTimer);
+      const me = this.options.me();
+      if (env.body.case !== 'hello') {
+        this.offences.warn(`no_hello:${remoteHost}`, this.options.clock(), { remote: conn.remote, got: env.body.case }, 'connection did not open with a hello; closed');
+        conn.reply(env, { body: { case: 'error', value: { code: 'no_hello', message: 'the first frame must be a hello' } } });
+        conn.close({ kind: 'local', why: 'no hello' });
+        return;
+      }
+      const hello = parseHello(env.body.value);
+      const problem =
+        env.body.value.protocolVersion !== PROTOCOL_VERSION
+          ? `protocol version ${env.body.value.protocolVersion} is not supported (this node speaks ${PROTOCOL_VERSION})`
+          : hello.role === 'peer' && hello.cluster !== me.cluster
+            ? `cluster '${hello.cluster}' does not match this node's cluster '${me.cluster}'`
+            : undefined;
+      if (problem) {
+        this.offences.warn(`handshake:${remoteHost}`, this.options.clock(), { remote: conn.remote, problem }, 'handshake refused');
+        conn.reply(env, { body: { case: 'error', value: { code: 'handshake_refused', message: problem } } });
+        conn.close({ kind: 'local', why: 'handshake refused' });
+        return;
+      }
+      conn.reply(env, { body: helloBody(me) });
+      if (hello.role === 'peer') this.options.onPeer(hello, conn);
+      else this.options.onClient(conn);
+    });
+  }
+}

@@ -1,0 +1,325 @@
+import { Membership, MEMBERSHIP_DEFAULTS } from '../core/membership.js';
+import type { BeaconInfo, BeaconSource, Member, MembershipConfig, MembershipEvent } from '../core/membership.js';
+import { ringNeighbours } from '../core/ring.js';
+import { BACKOFF_DEFAULTS } from '../core/backoff.js';
+import type { Beacon, Envelope } from '../wire/index.js';
+import { beaconFromWire, beaconToWire } from './beacon-codec.js';
+import { BeaconService } from './beacons.js';
+import { CONNECTION_LIMITS_DEFAULT } from './connection.js';
+import type { ConnectionLimits, FramedConnection } from './connection.js';
+import { connectAndGreet } from './handshake.js';
+import type { HelloInfo } from './handshake.js';
+import { loadIdentity, lockDataDir } from './identity.js';
+import type { Identity } from './identity.js';
+import { PeerLinks } from './links.js';
+import type { PeerEndpoint } from './links.js';
+import { Listener } from './listener.js';
+import type { Logger } from './log.js';
+import type { MulticastConfig } from './multicast.js';
+import { SeedJoiner } from './seeds.js';
+import { Supervisor } from './supervisor.js';
+import type { Service } from './supervisor.js';
+
+/** Everything a node needs, validated by the CLI into this frozen shape. */
+export interface NodeConfig {
+  /** Undefined: make one up once and keep it in the data directory. */
+  readonly id: string | undefined;
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly clusterName: string;
+  readonly multicast: MulticastConfig;
+  readonly seeds: readonly { host: string; port: number }[];
+  readonly membership: Omit<MembershipConfig, 'clusterName'>;
+  readonly limits: ConnectionLimits;
+  readonly connectionsMax: number;
+  readonly helloTimeoutMs: number;
+  readonly dialTimeoutMs: number;
+}
+
+export const NODE_DEFAULTS = Object.freeze({
+  membership: MEMBERSHIP_DEFAULTS,
+  limits: CONNECTION_LIMITS_DEFAULT,
+  connectionsMax: 1_024,
+  helloTimeoutMs: 5_000,
+  dialTimeoutMs: 2_000,
+});
+
+export interface NodeStatus {
+  readonly id: string;
+  readonly cluster: string;
+  readonly incarnation: number;
+  readonly host: string;
+  readonly port: number;
+  readonly members: readonly Member[];
+  readonly neighbours: readonly string[];
+  readonly connected: readonly string[];
+  readonly connections: { readonly inbound: number; readonly outbound: number };
+  readonly services: readonly { name: string; phase: string; restarts: number }[];
+}
+
+/** Handles one request from a client connection (the api layer installs one). */
+export type ClientHandler = (env: Envelope, conn: FramedConnection) => void;
+
+/**
+ * A grapevine node: the membership core driven by a monotonic clock and the
+ * beacon socket, the ring computed from live members, and the links that
+ * follow it — each I/O part a supervised service.
+ */
+export class GrapevineNode {
+  private membership!: Membership;
+  private identity!: Identity;
+  private unlock: (() => void) | undefined;
+  private readonly supervisor: Supervisor;
+  private readonly beacons: BeaconService;
+  private links!: PeerLinks;
+  private readonly listener: Listener;
+  private readonly seeds: SeedJoiner;
+  private timer: NodeJS.Timeout | undefined;
+  private neighbours: PeerEndpoint[] = [];
+  private clientHandler: ClientHandler | undefined;
+  private started = false;
+  /** Monotonic ms: membership timeouts must not jump with the wall clock. */
+  readonly clock = (): number => performance.now();
+
+  constructor(
+    readonly config: NodeConfig,
+    readonly log: Logger,
+  ) {
+    this.supervisor = new Supervisor(log.child({ component: 'supervisor' }));
+    this.beacons = new BeaconService({
+      multicast: config.multicast,
+      host: config.host,
+      port: config.port,
+      log: log.child({ component: 'beacon' }),
+      clock: this.clock,
+      onBeacon: (beacon, _from, via) => this.onBeacon(beacon, via === 'multicast' ? 'direct' : 'unicast'),
+    });
+    this.listener = new Listener({
+      host: config.host,
+      port: config.port,
+      me: () => this.hello(),
+      limits: config.limits,
+      connectionsMax: config.connectionsMax,
+      helloTimeoutMs: config.helloTimeoutMs,
+      log: log.child({ component: 'listener' }),
+      clock: this.clock,
+      onPeer: (peer, conn) => this.links.acceptInbound(peer.id, conn),
+      onClient: (conn) => this.onClient(conn),
+    });
+    this.seeds = new SeedJoiner({
+      seeds: config.seeds,
+      me: () => this.hello(),
+      selfBeacon: () => this.membership.leaveBeacon(),
+      onMembers: (beacons) => {
+        for (const b of beacons) this.onBeacon(b, 'indirect');
+      },
+      timeoutMs: config.dialTimeoutMs,
+      log: log.child({ component: 'seeds' }),
+    });
+  }
+
+  get id(): string {
+    return this.identity.id;
+  }
+
+  /** Installs the handler of client connections (status, kv, ...). */
+  setClientHandler(handler: ClientHandler): void {
+    this.clientHandler = handler;
+  }
+
+  /** Takes the data dir, loads identity, starts every service. Throws on a bad data dir or a taken port. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.unlock = lockDataDir(this.config.dataDir);
+    this.identity = loadIdentity(this.config.dataDir, this.config.id, Date.now());
+    const self = { id: this.identity.id, host: this.config.host, port: this.config.port, incarnation: this.identity.incarnation };
+    this.links = new PeerLinks({
+      self,
+      dial: (peer) => this.dialPeer(peer),
+      onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
+      log: this.log.child({ component: 'links' }),
+      random: Math.random,
+      backoff: BACKOFF_DEFAULTS,
+    });
+    this.membership = new Membership(self, { clusterName: this.config.clusterName, ...this.config.membership }, Math.random, this.clock());
+    this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
+    // The listener is started first and outside supervision retries: a port
+    // that is taken is a configuration error the user must see at once.
+    await this.listener.start((err) => this.log.error({ err: err.message }, 'listener error'));
+    this.supervisor.add(this.beacons);
+    this.supervisor.add(this.links);
+    this.supervisor.add(this.membershipService());
+    if (this.config.seeds.length > 0) this.supervisor.add(this.seeds);
+    await this.supervisor.start();
+    this.started = true;
+  }
+
+  /** Says goodbye (a leaving beacon), closes everything, releases the data dir. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    this.beacons.send(this.membership.leaveBeacon(), this.unicastTargets());
+    await this.supervisor.stop();
+    await this.listener.stop();
+    this.unlock?.();
+  }
+
+  status(): NodeStatus {
+    return {
+      id: this.identity.id,
+      cluster: this.config.clusterName,
+      incarnation: this.identity.incarnation,
+      host: this.config.host,
+      port: this.config.port,
+      members: this.membership.members(),
+      neighbours: this.neighbours.map((n) => n.id),
+      connected: this.links.connectedIds(),
+      connections: this.links.connectionCounts(),
+      services: this.supervisor.status(),
+    };
+  }
+
+  /** Beacon traffic counters, for benchmarks. */
+  traffic(): { datagramsSent: number; bytesSent: number } {
+    return { datagramsSent: this.beacons.datagramsSent, bytesSent: this.beacons.bytesSent };
+  }
+
+  /** Members as beacons, for a seed's JoinResponse. */
+  knownBeacons(): BeaconInfo[] {
+    return this.membership
+      .members()
+      .filter((m) => m.state !== 'dead')
+      .map((m) => ({ cluster: this.config.clusterName, id: m.id, host: m.host, port: m.port, incarnation: m.incarnation, oldestPendingMs: m.oldestPendingMs, leaving: false }));
+  }
+
+  private hello(): HelloInfo {
+    return { cluster: this.config.clusterName, id: this.identity.id, incarnation: this.identity.incarnation, role: 'peer' };
+  }
+
+  private membershipService(): Service {
+    return {
+      name: 'membership',
+      start: async () => this.step(),
+      stop: async () => {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      },
+    };
+  }
+
+  /** One turn of the core: timeouts, a beacon if due, then sleep until the next wake-up. */
+  private step(): void {
+    clearTimeout(this.timer);
+    const now = this.clock();
+    this.handle(this.membership.tick(now));
+    const beacon = this.membership.pollBeacon(now);
+    if (beacon) this.beacons.send(beacon, this.unicastTargets());
+    const delayMs = Math.max(1, Math.min(this.membership.nextWakeMs() - this.clock(), this.config.membership.heartbeatIntervalMs));
+    this.timer = setTimeout(() => this.step(), delayMs);
+  }
+
+  private onBeacon(beacon: BeaconInfo, source: BeaconSource): void {
+    if (!this.membership) return;
+    const events = this.membership.receiveBeacon(beacon, this.clock(), source);
+    this.handle(events);
+    // A newcomer may have made an early beacon due: run the core now.
+    if (events.some((e) => e.type === 'joined' || e.type === 'restarted' || e.type === 'recovered')) this.step();
+  }
+
+  private handle(events: readonly MembershipEvent[]): void {
+    if (events.length === 0) return;
+    let ringMayChange = false;
+    for (const e of events) {
+      switch (e.type) {
+        case 'joined':
+        case 'restarted':
+        case 'recovered':
+          ringMayChange = true;
+          this.log.info({ event: e.type, member: e.member.id, addr: `${e.member.host}:${e.member.port}`, incarnation: e.member.incarnation, alive: this.aliveCount() }, `member ${e.type}`);
+          break;
+        case 'suspect':
+          this.log.warn({ event: e.type, member: e.member.id }, 'member suspect');
+          break;
+        case 'dead':
+          ringMayChange = true;
+          this.links.drop(e.member.id);
+          this.log.warn({ event: e.type, member: e.member.id, reason: e.reason, alive: this.aliveCount() }, 'member dead');
+          break;
+        case 'forgotten':
+          this.log.info({ event: e.type, member: e.id }, 'member forgotten');
+          break;
+        case 'stall':
+          this.log.warn({ event: e.type, stalledMs: Math.round(e.stalledMs) }, 'event loop stalled; not blaming peers for the silence');
+          break;
+        case 'ignored':
+          if (e.reason === 'id_conflict' || e.reason === 'table_full') {
+            this.log.error({ event: e.type, reason: e.reason, member: e.id, addr: `${e.host}:${e.port}` }, 'beacon ignored');
+          }
+          break;
+      }
+    }
+    if (ringMayChange) this.updateRing();
+  }
+
+  private updateRing(): void {
+    const self = this.membership.self;
+    const live = this.membership.liveOthers();
+    const ids = ringNeighbours(self, live).map((n) => n.id);
+    this.neighbours = ids.map((id) => live.find((m) => m.id === id)!).map((m) => ({ id: m.id, host: m.host, port: m.port, incarnation: m.incarnation }));
+    this.links.setDesired(this.neighbours);
+  }
+
+  private aliveCount(): number {
+    return this.membership.members().filter((m) => m.state === 'alive').length;
+  }
+
+  private unicastTargets(): { host: string; port: number }[] {
+    const targets = new Map<string, { host: string; port: number }>();
+    for (const s of this.config.seeds) targets.set(`${s.host}:${s.port}`, s);
+    for (const m of this.membership.notHeardDirectly()) targets.set(`${m.host}:${m.port}`, { host: m.host, port: m.port });
+    return [...targets.values()];
+  }
+
+  private async dialPeer(peer: PeerEndpoint): Promise<FramedConnection> {
+    const { conn } = await connectAndGreet(peer.host, peer.port, this.hello(), {
+      timeoutMs: this.config.dialTimeoutMs,
+      limits: this.config.limits,
+      expectId: peer.id,
+    });
+    return conn;
+  }
+
+  private onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): void {
+    switch (env.body.case) {
+      case 'ping':
+        conn.reply(env, { body: { case: 'pong', value: { sentMs: env.body.value.sentMs } } });
+        break;
+      default:
+        this.log.debug({ peer: peerId, body: env.body.case }, 'unexpected frame from peer');
+    }
+  }
+
+  private onClient(conn: FramedConnection): void {
+    conn.on('envelope', (env) => {
+      if (env.body.case === 'joinRequest') {
+        const self = env.body.value.self;
+        if (self) this.onJoinRequest(self, conn, env);
+        return;
+      }
+      if (env.body.case === 'ping') {
+        conn.reply(env, { body: { case: 'pong', value: { sentMs: env.body.value.sentMs } } });
+        return;
+      }
+      if (this.clientHandler) this.clientHandler(env, conn);
+      else conn.reply(env, { body: { case: 'error', value: { code: 'unsupported', message: 'this node serves no client requests' } } });
+    });
+  }
+
+  /** A --seed joiner introduced itself: take it in and answer with everyone we know. */
+  private onJoinRequest(beacon: Beacon, conn: FramedConnection, env: Envelope): void {
+    const info = beaconFromWire(beacon);
+    if (info && info.cluster === this.config.clusterName) this.onBeacon(info, 'unicast');
+    conn.reply(env, { body: { case: 'joinResponse', value: { members: this.knownBeacons().map(beaconToWire) } } });
+  }
+}
