@@ -1,0 +1,62 @@
+import { serveClients } from '../api/server.js';
+import { DataDirError } from '../runtime/identity.js';
+import { createLogger } from '../runtime/log.js';
+import { GrapevineNode } from '../runtime/node.js';
+import { parseCli } from './args.js';
+import { OperationalError, UsageError } from './exit.js';
+import { NODE_OPTIONS, buildNodeConfig } from './node-config.js';
+
+const HELP = `Usage: grapevine node --cluster FILE --id ID [options]
+       grapevine node --host IP --port PORT [--id ID] [options]
+
+Runs one node in the foreground until SIGINT/SIGTERM. It finds its peers by
+multicast beacons (and --seed peers over TCP), keeps the member table, and
+connects to its two ring neighbours. Logs are JSON lines on stderr.
+
+Options:
+  --cluster FILE          cluster file (default $GRAPEVINE_CLUSTER or ./cluster.json)
+  --id ID                 node id; with --host/--port optional (made up once and
+                          kept in the data dir)
+  --host IP --port PORT   listen address, without a cluster file
+  --data-dir DIR          identity and state (default ./data/ID, or ./data/HOST-PORT)
+  --cluster-name NAME     cluster name (default: the file's name, or grapevine)
+  --mcast GROUP:PORT      multicast group (default 239.255.77.77:7777)
+  --mcast-interface IP    interface for multicast (default: the file's, else --host)
+  --mcast-ttl N           multicast TTL (default 1)
+  --seed HOST:PORT        a peer beyond multicast reach (repeatable)
+  --heartbeat-ms MS       beacon interval (default 200)
+  --suspect-ms MS         silence before suspect (default 1000)
+  --dead-ms MS            silence before dead (default 1600)
+  --log-level LEVEL       trace|debug|info|warn|error|fatal|silent (default info)
+`;
+
+export async function nodeMain(argv: string[]): Promise<number> {
+  const { values } = parseCli(argv, NODE_OPTIONS);
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const { config, logLevel } = buildNodeConfig(values);
+  const log = createLogger(logLevel, { node: config.id ?? `${config.host}:${config.port}` });
+  const node = new GrapevineNode(config, log);
+  serveClients(node);
+  try {
+    await node.start();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (err instanceof DataDirError) throw new OperationalError(err.message);
+    if (e.code === 'EADDRINUSE') throw new OperationalError(`${config.host}:${config.port} is already in use`);
+    if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`${config.host} is not an address of this machine`);
+    throw err;
+  }
+  log.info({ id: node.id, addr: `${config.host}:${config.port}`, dataDir: config.dataDir }, 'node up');
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      void node.stop().then(resolve, resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  return 0;
+}

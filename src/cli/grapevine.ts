@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import { parseCli } from './args.js';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError, runMain } from './exit.js';
+import { nodeMain } from './cmd-node.js';
+import { statusMain } from './cmd-status.js';
+import { upMain } from './cmd-up.js';
+
+const HELP = `Usage: grapevine COMMAND [options]   (grapevine COMMAND --help for more)
+
+Commands:
+  node         run one cluster node (multicast discovery, membership, ring)
+  up           start a demo cluster of N nodes on 127.0.0.1 in the foreground
+  status       show a node's member table and ring neighbours
+  kv           replicated cache (not implemented yet)
+  lock         distributed locks (not implemented yet)
+  gossip       gossip messaging, as gclient (not implemented yet)
+  coordinator  persistent asynchronous multicast coordinator (not implemented yet)
+  participant  persistent asynchronous multicast participant (not implemented yet)
+  mserver      print every line multicast to a group
+  mclient      multicast lines to a group
+
+Exit status: 0 success, 1 operational failure, 2 bad usage or configuration.
+`;
+
+const LATER = new Set(['kv', 'lock', 'gossip', 'coordinator', 'participant']);
+
+export async function grapevineMain(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+      process.stderr.write(HELP);
+      return EXIT_USAGE;
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(HELP);
+      return 0;
+    case 'node':
+      return nodeMain(rest);
+    case 'status':
+      return statusMain(rest);
+    case 'up':
+      return upMain(rest);
+    case 'mserver':
+      return (await import('./mserver.js')).mserverMain(rest);
+    case 'mclient':
+      return (await import('./mclient.js')).mclientMain(rest);
+    default:
+      if (LATER.has(command)) {
+        parseCli(rest.filter((a) => a === '--help' || a === '-h'), { help: { type: 'boolean', short: 'h' } });
+        process.stderr.write(`grapevine: ${command}: not implemented yet\n`);
+        return EXIT_FAILURE;
+      }
+      throw new UsageError(`unknown command '${command}' (see grapevine --help)`);
+  }
+}
+
+await runMain('grapevine', () => grapevineMain(process.argv.slice(2)));
