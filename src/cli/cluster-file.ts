@@ -125,13 +125,36 @@ function checkKeys(o: Record<string, unknown>, allowed: string[], prefix: string
   for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(`unknown field '${prefix}${k}' (allowed: ${allowed.join(', ')})`);
 }
 
-/** Turns V8's "at position N" into "line L column C" so the user finds the spot. */
+/** Adds "at line L column C" to V8's JSON error so the user finds the spot. */
 function jsonErrorWhere(text: string, message: string): string {
+  const first = (message.split('\n')[0] ?? message).replace(/, ".*" is not valid JSON$/, '').replace(/ in JSON at position \d+.*$/, '');
   const m = /position (\d+)/.exec(message);
-  if (!m) return message.split('\n')[0] ?? message;
-  const pos = Number(m[1]);
+  const pos = m ? Number(m[1]) : locateJsonError(text);
+  if (pos === undefined) return first;
   const before = text.slice(0, pos);
   const line = before.split('\n').length;
   const column = pos - before.lastIndexOf('\n');
-  return `${message.replace(/ in JSON at position \d+.*$/, '').split('\n')[0]} at line ${line} column ${column}`;
+  return `${first} at line ${line} column ${column}`;
+}
+
+/**
+ * Node 20 omits the position for some errors; find it as the shortest prefix
+ * that fails for a reason other than ending early. Bounded: small files only.
+ */
+function locateJsonError(text: string): number | undefined {
+  if (text.length > 20_000) return undefined;
+  for (let i = 1; i <= text.length; i++) {
+    try {
+      JSON.parse(text.slice(0, i));
+    } catch (err) {
+      // A prefix that merely ends early fails at its own end; the first one
+      // failing before its end has reached the real error.
+      const msg = (err as Error).message;
+      if (/end of JSON input/.test(msg)) continue;
+      const at = /position (\d+)/.exec(msg);
+      if (at && Number(at[1]) >= i) continue;
+      return at ? Number(at[1]) : i - 1;
+    }
+  }
+  return undefined;
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env node
+import { EXIT_FAILURE, runMain } from './exit.js';
+
+// Placeholder until persistent asynchronous multicast (issue 4) lands: the bin entry exists so the package
+// layout of DESIGN.md section 1 is complete, and says plainly it is not there yet.
+await runMain('coordinator', async () => {
+  process.stderr.write('coordinator: not implemented yet\n');
+  return EXIT_FAILURE;
+});

@@ -1,0 +1,130 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Membership, MEMBERSHIP_DEFAULTS } from '../../src/core/membership.js';
+import type { BeaconInfo } from '../../src/core/membership.js';
+
+const config = { clusterName: 'c', ...MEMBERSHIP_DEFAULTS };
+const self = { id: 'me', host: '10.0.0.1', port: 7000, incarnation: 10 };
+const make = (now = 0) => new Membership(self, config, () => 0.5, now);
+const beacon = (id: string, incarnation = 1, extra: Partial<BeaconInfo> = {}): BeaconInfo => ({
+  cluster: 'c', id, host: `10.0.0.${id.length + 1}`, port: 7000, incarnation, oldestPendingMs: 0, leaving: false, ...extra,
+});
+const stateOf = (m: Membership, id: string) => m.get(id)?.state;
+
+test('a first beacon is due at once; then every heartbeat with jitter', () => {
+  const m = make(0);
+  assert.equal(m.pollBeacon(0)?.id, 'me');
+  assert.equal(m.pollBeacon(100), undefined);
+  assert.ok(m.pollBeacon(config.heartbeatIntervalMs * 1.1) !== undefined);
+});
+
+test('alive -> suspect -> dead by silence, with the configured timeouts', () => {
+  const m = make();
+  assert.equal(m.receiveBeacon(beacon('a'), 0)[0]?.type, 'joined');
+  // Tick every heartbeat so no stall is detected.
+  let events: string[] = [];
+  for (let t = 100; t <= config.deadAfterMs; t += 100) events = events.concat(m.tick(t).map((e) => `${t}:${e.type}`));
+  assert.deepEqual(events, [`${config.suspectAfterMs}:suspect`, `${config.deadAfterMs}:dead`]);
+  assert.equal(stateOf(m, 'a'), 'dead');
+});
+
+test('beacons keep a member alive; a suspect that speaks recovers', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  for (let t = 100; t <= 1_100; t += 100) m.tick(t);
+  assert.equal(stateOf(m, 'a'), 'suspect');
+  assert.deepEqual(m.receiveBeacon(beacon('a'), 1_150).map((e) => e.type), ['recovered']);
+  assert.equal(stateOf(m, 'a'), 'alive');
+});
+
+test('a dead member heard again at the same incarnation (healed partition) comes back', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  for (let t = 100; t <= 2_000; t += 100) m.tick(t);
+  assert.equal(stateOf(m, 'a'), 'dead');
+  const [e] = m.receiveBeacon(beacon('a'), 2_050);
+  assert.equal(e?.type, 'recovered');
+  assert.equal(stateOf(m, 'a'), 'alive');
+});
+
+test('a restart with a higher incarnation is accepted; older incarnations are stale', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a', 5), 0);
+  assert.equal(m.receiveBeacon(beacon('a', 6, { host: '10.0.0.9' }), 10)[0]?.type, 'restarted');
+  assert.equal(m.get('a')?.incarnation, 6);
+  assert.equal(m.get('a')?.host, '10.0.0.9');
+  const [e] = m.receiveBeacon(beacon('a', 5), 20);
+  assert.ok(e?.type === 'ignored' && e.reason === 'stale');
+  assert.equal(m.get('a')?.incarnation, 6);
+});
+
+test('beacons of another cluster, and our own, are ignored', () => {
+  const m = make();
+  const [foreign] = m.receiveBeacon(beacon('a', 1, { cluster: 'other' }), 0);
+  assert.ok(foreign?.type === 'ignored' && foreign.reason === 'foreign_cluster');
+  assert.equal(m.get('a'), undefined);
+  const [own] = m.receiveBeacon({ ...beacon('me', 10), host: self.host, port: self.port }, 0);
+  assert.ok(own?.type === 'ignored' && own.reason === 'own_beacon');
+  const [clash] = m.receiveBeacon({ ...beacon('me', 10), host: '10.0.0.99' }, 0);
+  assert.ok(clash?.type === 'ignored' && clash.reason === 'id_conflict');
+});
+
+test('a leaving beacon marks the member dead at once, and its late beacons do not revive it', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a', 3), 0);
+  const [e] = m.receiveBeacon(beacon('a', 3, { leaving: true }), 10);
+  assert.ok(e?.type === 'dead' && e.reason === 'left');
+  assert.equal(m.receiveBeacon(beacon('a', 3), 20)[0]?.type, 'ignored');
+  assert.equal(stateOf(m, 'a'), 'dead');
+  assert.equal(m.receiveBeacon(beacon('a', 4), 30)[0]?.type, 'restarted');
+});
+
+test('our own stalled event loop does not make peers suspect', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  m.tick(100);
+  // Frozen for 1.2 s: longer than suspectAfterMs, but the silence is ours.
+  const events = m.tick(1_300);
+  assert.deepEqual(events.map((e) => e.type), ['stall']);
+  assert.equal(stateOf(m, 'a'), 'alive');
+});
+
+test('second-hand news only introduces members or newer incarnations', () => {
+  const m = make();
+  assert.equal(m.receiveBeacon(beacon('a', 2), 0, 'indirect')[0]?.type, 'joined');
+  assert.equal(m.get('a')?.heardDirectly, false);
+  assert.deepEqual(m.notHeardDirectly().map((x) => x.id), ['a']);
+  for (let t = 100; t <= 2_000; t += 100) m.tick(t);
+  assert.equal(stateOf(m, 'a'), 'dead');
+  assert.equal(m.receiveBeacon(beacon('a', 2), 2_000, 'indirect')[0]?.type, 'ignored');
+  assert.equal(stateOf(m, 'a'), 'dead');
+});
+
+test('a newcomer makes us beacon early so it learns us fast', () => {
+  const m = make(0);
+  m.pollBeacon(0);
+  assert.equal(m.pollBeacon(60), undefined);
+  m.receiveBeacon(beacon('a'), 60);
+  assert.ok(m.nextWakeMs() <= 60 + config.joinReplyDelayMaxMs);
+  assert.ok(m.pollBeacon(60 + config.joinReplyDelayMaxMs) !== undefined);
+});
+
+test('the member table is bounded; dead members make room first', () => {
+  const m = new Membership(self, { ...config, membersMax: 3 }, () => 0.5, 0);
+  for (const id of ['a', 'b', 'c']) m.receiveBeacon(beacon(id), 0);
+  const [full] = m.receiveBeacon(beacon('d'), 0);
+  assert.ok(full?.type === 'ignored' && full.reason === 'table_full');
+  m.receiveBeacon(beacon('a', 1, { leaving: true }), 1);
+  assert.equal(m.receiveBeacon(beacon('d'), 2)[0]?.type, 'joined');
+  assert.equal(m.get('a'), undefined);
+});
+
+test('members() lists ourselves too, alive, in ring order', () => {
+  const m = make();
+  m.receiveBeacon(beacon('zz'), 0);
+  assert.deepEqual(m.members().map((x) => [x.id, x.state]), [['me', 'alive'], ['zz', 'alive']]);
+});
+
+test('invalid configuration is refused', () => {
+  assert.throws(() => new Membership(self, { ...config, deadAfterMs: 500, suspectAfterMs: 500 }, () => 0, 0), RangeError);
+});
