@@ -1,9 +1,7 @@
 #!/usr/bin/env node
 import { parseCli } from './args.js';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError, runMain } from './exit.js';
-import { nodeMain } from './cmd-node.js';
-import { statusMain } from './cmd-status.js';
-import { upMain } from './cmd-up.js';
+// Subcommands load lazily: `grapevine status` should not pay for the node's modules.
 
 const HELP = `Usage: grapevine COMMAND [options]   (grapevine COMMAND --help for more)
 
@@ -36,11 +34,11 @@ export async function grapevineMain(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     case 'node':
-      return nodeMain(rest);
+      return (await import('./cmd-node.js')).nodeMain(rest);
     case 'status':
-      return statusMain(rest);
+      return (await import('./cmd-status.js')).statusMain(rest);
     case 'up':
-      return upMain(rest);
+      return (await import('./cmd-up.js')).upMain(rest);
     case 'mserver':
       return (await import('./mserver.js')).mserverMain(rest);
     case 'mclient':
