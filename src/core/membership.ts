@@ -203,7 +203,10 @@ export class Membership {
     const stalledMs = this.detectStall(nowMs);
     if (stalledMs > 0) {
       // Our own event loop was frozen: the silence we saw is ours, not theirs.
-      for (const m of this.table.values()) if (m.state !== 'dead') m.lastHeardMs += stalledMs;
+      // Never into the future: a beacon drained from the socket buffer before
+      // this tick already set lastHeardMs to now, and pushing it past now would
+      // delay that member's failure detection by the length of the stall.
+      for (const m of this.table.values()) if (m.state !== 'dead') m.lastHeardMs = Math.min(m.lastHeardMs + stalledMs, nowMs);
       events.push({ type: 'stall', stalledMs });
     }
     this.lastTickMs = nowMs;
