@@ -136,6 +136,9 @@ export class PeerLinks implements Service {
         o.dialing = false;
         if (this.outbound.get(peer.id) !== o || o.peer !== peer || !this.running) {
           conn.close({ kind: 'local', why: 'dial no longer wanted' });
+          // The peer restarted while we dialled it (setDesired could not dial
+          // then): dial its new incarnation now, as the failure path does.
+          if (this.outbound.get(peer.id) === o && o.peer !== peer) this.dial(o);
           return;
         }
         o.conn = conn;
