@@ -16,6 +16,8 @@ import type { Envelope, EnvelopeInit, WireError } from '../wire/index.js';
  */
 export interface ConnectionLimits {
   readonly frameBytesMax: number;
+  /** Bound of the first frame received (default frameBytesMax); the listener sets it to a Hello's size. */
+  readonly firstFrameBytesMax?: number;
   /** Bytes we let queue up unsent before we give up on a slow reader. */
   readonly outboundBytesMax: number;
   readonly pendingRequestsMax: number;
@@ -65,7 +67,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   ) {
     super();
     this.remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    this.decoder = new FrameDecoder(limits.frameBytesMax);
+    this.decoder = new FrameDecoder(limits.frameBytesMax, limits.firstFrameBytesMax ?? limits.frameBytesMax);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // 'end': the peer closed its side; we have nothing more to say either.

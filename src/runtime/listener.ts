@@ -5,7 +5,7 @@ import { FramedConnection } from './connection.js';
 import type { ConnectionLimits } from './connection.js';
 import { helloBody, parseHello } from './handshake.js';
 import type { HelloInfo } from './handshake.js';
-import { PROTOCOL_VERSION } from '../wire/index.js';
+import { HELLO_FRAME_BYTES_MAX, PROTOCOL_VERSION } from '../wire/index.js';
 import type { Service } from './supervisor.js';
 
 /**
@@ -65,7 +65,9 @@ export class Listener implements Service {
   }
 
   private onSocket(socket: net.Socket): void {
-    const conn = new FramedConnection(socket, this.options.limits);
+    // The first frame must be a small Hello: an unknown peer cannot make us buffer a big frame.
+    const limits = this.options.limits;
+    const conn = new FramedConnection(socket, { ...limits, firstFrameBytesMax: Math.min(limits.frameBytesMax, limits.firstFrameBytesMax ?? HELLO_FRAME_BYTES_MAX) });
     const remoteHost = socket.remoteAddress ?? '?';
     this.open.add(conn);
     const helloTimer = setTimeout(() => {

@@ -143,10 +143,11 @@ export class GrapevineNode {
       backoff: BACKOFF_DEFAULTS,
     });
     this.membership = new Membership(self, { clusterName: this.config.clusterName, ...this.config.membership }, Math.random, this.clock());
-    this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
     // The listener is started first and outside supervision retries: a port
-    // that is taken is a configuration error the user must see at once.
+    // that is taken is a configuration error the user must see at once, as
+    // the one line of the CLI's error (so nothing is logged before it).
     await this.listener.start((err) => this.log.error({ err: err.message }, 'listener error'));
+    this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
     this.supervisor.add(this.beacons);
     this.supervisor.add(this.links);
     this.supervisor.add(this.membershipService());

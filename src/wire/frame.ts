@@ -19,8 +19,13 @@ export class FrameDecoder {
   private chunks: Uint8Array[] = [];
   private bufferedBytes = 0;
   private failed: WireError | undefined;
+  private framesTaken = 0;
 
-  constructor(private readonly frameBytesMax: number = FRAME_BYTES_MAX_DEFAULT) {}
+  /** `firstFrameBytesMax` bounds the first frame only (a handshake is small); the rest get `frameBytesMax`. */
+  constructor(
+    private readonly frameBytesMax: number = FRAME_BYTES_MAX_DEFAULT,
+    private readonly firstFrameBytesMax: number = frameBytesMax,
+  ) {}
 
   /** Bytes held while waiting for the rest of a frame. */
   get pendingBytes(): number {
@@ -37,14 +42,17 @@ export class FrameDecoder {
     for (;;) {
       if (this.bufferedBytes < FRAME_HEADER_BYTES) return frames;
       const length = this.peekLength();
-      if (length > this.frameBytesMax) {
-        this.failed = new WireError('frame_too_large', `frame of ${length} bytes exceeds the limit of ${this.frameBytesMax} bytes`);
+      const first = this.framesTaken === 0 && this.firstFrameBytesMax < this.frameBytesMax;
+      const max = first ? this.firstFrameBytesMax : this.frameBytesMax;
+      if (length > max) {
+        this.failed = new WireError('frame_too_large', `${first ? 'first frame' : 'frame'} of ${length} bytes exceeds the limit of ${max} bytes`);
         this.chunks = [];
         this.bufferedBytes = 0;
         throw this.failed;
       }
       if (this.bufferedBytes < FRAME_HEADER_BYTES + length) return frames;
       const whole = this.take(FRAME_HEADER_BYTES + length);
+      this.framesTaken += 1;
       frames.push(whole.subarray(FRAME_HEADER_BYTES));
     }
   }

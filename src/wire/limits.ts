@@ -2,6 +2,11 @@
 export const FRAME_HEADER_BYTES = 4;
 /** Default largest frame a peer or client may send us. */
 export const FRAME_BYTES_MAX_DEFAULT = 4 * 1024 * 1024;
+/**
+ * Largest first frame on an accepted connection: it must be a Hello, which is
+ * well under 1 KiB, so a stranger cannot make us buffer megabytes unasked.
+ */
+export const HELLO_FRAME_BYTES_MAX = 16 * 1024;
 /** UDP datagrams above this are not ours: a beacon is well under 1 KiB. */
 export const DATAGRAM_BYTES_MAX = 1400;
 export const PROTOCOL_VERSION = 1;
