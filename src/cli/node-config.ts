@@ -119,6 +119,7 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
     membership: Object.freeze({ ...m, heartbeatIntervalMs, suspectAfterMs, deadAfterMs }),
     limits: NODE_DEFAULTS.limits,
     connectionsMax: NODE_DEFAULTS.connectionsMax,
+    inboundBudgetBytes: NODE_DEFAULTS.inboundBudgetBytes,
     helloTimeoutMs: NODE_DEFAULTS.helloTimeoutMs,
     dialTimeoutMs: NODE_DEFAULTS.dialTimeoutMs,
   });

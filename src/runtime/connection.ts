@@ -21,12 +21,27 @@ export interface ConnectionLimits {
   /** Bytes we let queue up unsent before we give up on a slow reader. */
   readonly outboundBytesMax: number;
   readonly pendingRequestsMax: number;
+  /** A frame begun but not finished within this time ends the connection (slowloris). */
+  readonly partialFrameTimeoutMs?: number;
+  /**
+   * Shared by every connection a listener accepted: the bytes all of them
+   * hold in half-received frames. Over its max, the connection that pushed it
+   * over is dropped, so 1,024 strangers cannot each park a 4 MiB frame.
+   */
+  readonly inboundBudget?: ByteBudget;
+}
+
+/** A byte count shared by many connections, with a ceiling. */
+export class ByteBudget {
+  usedBytes = 0;
+  constructor(readonly maxBytes: number) {}
 }
 
 export const CONNECTION_LIMITS_DEFAULT: ConnectionLimits = Object.freeze({
   frameBytesMax: 4 * 1024 * 1024,
   outboundBytesMax: 16 * 1024 * 1024,
   pendingRequestsMax: 1_024,
+  partialFrameTimeoutMs: 30_000,
 });
 
 export type CloseReason =
@@ -34,7 +49,8 @@ export type CloseReason =
   | { readonly kind: 'remote' }
   | { readonly kind: 'protocol'; readonly error: WireError }
   | { readonly kind: 'socket'; readonly error: Error }
-  | { readonly kind: 'slow_reader' };
+  | { readonly kind: 'slow_reader' }
+  | { readonly kind: 'overload'; readonly why: string };
 
 export class RequestError extends Error {
   override name = 'RequestError';
@@ -59,6 +75,9 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   private readonly pending = new Map<number, Pending>();
   private nextRequestId = 1;
   private closed = false;
+  /** Bytes of this connection counted in the shared inbound budget. */
+  private budgetedBytes = 0;
+  private partialTimer: NodeJS.Timeout | undefined;
   readonly remote: string;
 
   constructor(
@@ -121,7 +140,9 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
       p.reject(new RequestError('closed', 'connection closed before the answer'));
     }
     this.pending.clear();
-    if (reason.kind === 'protocol' || reason.kind === 'slow_reader') this.socket.destroy();
+    this.releaseBudget();
+    clearTimeout(this.partialTimer);
+    if (reason.kind === 'protocol' || reason.kind === 'slow_reader' || reason.kind === 'overload') this.socket.destroy();
     else this.socket.end();
     // A peer that never acknowledges our FIN must not keep the socket forever.
     setTimeout(() => this.socket.destroy(), 2_000).unref();
@@ -137,6 +158,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
       this.close({ kind: 'protocol', error: err as WireError });
       return;
     }
+    if (!this.accountPartial()) return;
     for (const frame of frames) {
       if (this.closed) return;
       let env: Envelope;
@@ -157,6 +179,35 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
         this.emit('envelope', env);
       }
     }
+  }
+
+  /** Tracks the half-received frame against the shared budget and its deadline; false if the connection was dropped. */
+  private accountPartial(): boolean {
+    const pendingBytes = this.decoder.pendingBytes;
+    const budget = this.limits.inboundBudget;
+    if (budget) {
+      budget.usedBytes += pendingBytes - this.budgetedBytes;
+      this.budgetedBytes = pendingBytes;
+      if (budget.usedBytes > budget.maxBytes) {
+        this.close({ kind: 'overload', why: `half-received frames of all connections exceed ${budget.maxBytes} bytes` });
+        return false;
+      }
+    }
+    const timeoutMs = this.limits.partialFrameTimeoutMs;
+    if (timeoutMs !== undefined) {
+      if (pendingBytes === 0) {
+        clearTimeout(this.partialTimer);
+        this.partialTimer = undefined;
+      } else if (!this.partialTimer) {
+        this.partialTimer = setTimeout(() => this.close({ kind: 'overload', why: `a frame stayed incomplete for ${timeoutMs} ms` }), timeoutMs);
+      }
+    }
+    return true;
+  }
+
+  private releaseBudget(): void {
+    if (this.limits.inboundBudget) this.limits.inboundBudget.usedBytes -= this.budgetedBytes;
+    this.budgetedBytes = 0;
   }
 
   private allocateRequestId(): number {

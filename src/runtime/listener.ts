@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type { Logger } from './log.js';
 import { RateLimitedLog } from './log.js';
-import { FramedConnection } from './connection.js';
+import { ByteBudget, FramedConnection } from './connection.js';
 import type { ConnectionLimits } from './connection.js';
 import { helloBody, parseHello } from './handshake.js';
 import type { HelloInfo } from './handshake.js';
@@ -20,6 +20,8 @@ export interface ListenerOptions {
   readonly port: number;
   readonly me: () => HelloInfo;
   readonly limits: ConnectionLimits;
+  /** Ceiling of the bytes all accepted connections may hold in half-received frames. */
+  readonly inboundBudgetBytes: number;
   readonly connectionsMax: number;
   readonly helloTimeoutMs: number;
   readonly log: Logger;
@@ -33,9 +35,11 @@ export class Listener implements Service {
   private server: net.Server | undefined;
   private readonly open = new Set<FramedConnection>();
   private readonly offences: RateLimitedLog;
+  private readonly inboundBudget: ByteBudget;
 
   constructor(private readonly options: ListenerOptions) {
     this.offences = new RateLimitedLog(options.log);
+    this.inboundBudget = new ByteBudget(options.inboundBudgetBytes);
   }
 
   get openConnections(): number {
@@ -67,7 +71,11 @@ export class Listener implements Service {
   private onSocket(socket: net.Socket): void {
     // The first frame must be a small Hello: an unknown peer cannot make us buffer a big frame.
     const limits = this.options.limits;
-    const conn = new FramedConnection(socket, { ...limits, firstFrameBytesMax: Math.min(limits.frameBytesMax, limits.firstFrameBytesMax ?? HELLO_FRAME_BYTES_MAX) });
+    const conn = new FramedConnection(socket, {
+      ...limits,
+      firstFrameBytesMax: Math.min(limits.frameBytesMax, limits.firstFrameBytesMax ?? HELLO_FRAME_BYTES_MAX),
+      inboundBudget: this.inboundBudget,
+    });
     const remoteHost = socket.remoteAddress ?? '?';
     this.open.add(conn);
     const helloTimer = setTimeout(() => {
@@ -77,8 +85,8 @@ export class Listener implements Service {
     conn.on('close', (reason) => {
       clearTimeout(helloTimer);
       this.open.delete(conn);
-      if (reason.kind === 'protocol' || reason.kind === 'slow_reader') {
-        const detail = reason.kind === 'protocol' ? reason.error.message : 'peer does not read';
+      if (reason.kind === 'protocol' || reason.kind === 'slow_reader' || reason.kind === 'overload') {
+        const detail = reason.kind === 'protocol' ? reason.error.message : reason.kind === 'overload' ? reason.why : 'peer does not read';
         this.offences.warn(`${reason.kind}:${remoteHost}`, this.options.clock(), { remote: conn.remote, reason: detail }, 'dropped a connection that broke the protocol');
       }
     });

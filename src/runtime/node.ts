@@ -33,6 +33,8 @@ export interface NodeConfig {
   readonly membership: Omit<MembershipConfig, 'clusterName'>;
   readonly limits: ConnectionLimits;
   readonly connectionsMax: number;
+  /** Bytes all accepted connections together may hold in half-received frames. */
+  readonly inboundBudgetBytes: number;
   readonly helloTimeoutMs: number;
   readonly dialTimeoutMs: number;
 }
@@ -41,6 +43,7 @@ export const NODE_DEFAULTS = Object.freeze({
   membership: MEMBERSHIP_DEFAULTS,
   limits: CONNECTION_LIMITS_DEFAULT,
   connectionsMax: 1_024,
+  inboundBudgetBytes: 64 * 1024 * 1024,
   helloTimeoutMs: 5_000,
   dialTimeoutMs: 2_000,
 });
@@ -101,6 +104,7 @@ export class GrapevineNode {
       me: () => this.hello(),
       limits: config.limits,
       connectionsMax: config.connectionsMax,
+      inboundBudgetBytes: config.inboundBudgetBytes,
       helloTimeoutMs: config.helloTimeoutMs,
       log: log.child({ component: 'listener' }),
       clock: this.clock,
