@@ -18,7 +18,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Lab } from '../../test/helpers/lab.js';
 import { onLines, running } from './lines.js';
 
@@ -142,10 +142,21 @@ export function ensureSerf(log: (s: string) => void): { version: string; debVers
   if (spawnSync('serf', ['version']).error) {
     log('serf is missing: apt-get install -y serf');
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    let r = spawnSync('apt-get', ['install', '-y', 'serf'], { stdio: ['ignore', 'inherit', 'inherit'], env });
-    if (r.status !== 0) {
-      spawnSync('apt-get', ['update'], { stdio: ['ignore', 'inherit', 'inherit'], env });
+    // The package ships an init script and a systemd unit: a serf agent on the
+    // host would talk on eth0. policy-rc.d answering 101 forbids any service
+    // start during the install (the Debian way to install without starting).
+    const policy = '/usr/sbin/policy-rc.d';
+    const ownPolicy = !existsSync(policy);
+    if (ownPolicy) writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+    let r;
+    try {
       r = spawnSync('apt-get', ['install', '-y', 'serf'], { stdio: ['ignore', 'inherit', 'inherit'], env });
+      if (r.status !== 0) {
+        spawnSync('apt-get', ['update'], { stdio: ['ignore', 'inherit', 'inherit'], env });
+        r = spawnSync('apt-get', ['install', '-y', 'serf'], { stdio: ['ignore', 'inherit', 'inherit'], env });
+      }
+    } finally {
+      if (ownPolicy) rmSync(policy, { force: true });
     }
     if (r.status !== 0 || spawnSync('serf', ['version']).error) throw new Error('could not install serf (apt-get install -y serf failed)');
   }
