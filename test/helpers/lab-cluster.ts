@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { ringNeighbours } from '../../src/core/ring.js';
 import type { Endpoint } from '../../src/core/address.js';
 import type { ExitInfo, Lab } from './lab.js';
+import type { MemberStatus } from '../../src/api/client.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The built CLI; GRAPEVINE_JS overrides it (e.g. to try an out-of-tree build). */
@@ -47,13 +48,8 @@ export interface LabNode {
   readonly exited: Promise<ExitInfo>;
 }
 
-export interface MemberStatus {
-  readonly id: string;
-  readonly host: string;
-  readonly port: number;
-  readonly state: 'alive' | 'suspect' | 'dead';
-  readonly incarnation: number;
-}
+/** The member shape of `grapevine status --json`, as the client library reports it. */
+export type { MemberStatus };
 
 export interface NodeStatus {
   readonly id: string;
