@@ -1,0 +1,166 @@
+import { PATH_LENGTH_MAX, checkText, messageId, streamKey } from './message.js';
+import type { GossipMessage, Sha256, TextProblem } from './message.js';
+import { StreamState } from './streams.js';
+import type { StreamDigest } from './streams.js';
+
+/**
+ * Dissemination by flooding (seed 003) plus digest anti-entropy, sans-IO.
+ *
+ * - submit: number the text in our stream, return the message to store and
+ *   send to every neighbour with path [self].
+ * - receive: a message whose id does not match its content is refused; one we
+ *   hold (or purged) is a duplicate and dropped; a new one is stored, and
+ *   forwarded with self appended to the path to every neighbour not on it.
+ * - anti-entropy: a node sends its per-stream digest; the peer answers with
+ *   the seqs the digest lacks, so the cost follows the difference.
+ *
+ * The core keeps only per-stream bookkeeping (no texts): the runtime stores
+ * messages and loads what `plan` asks for.
+ */
+export interface GossipConfig {
+  readonly selfId: string;
+  readonly incarnation: number;
+  readonly sha256: Sha256;
+  readonly messageBytesMax: number;
+  /** Bound of the "held above the high-water mark" list sent per stream. */
+  readonly digestAboveMax: number;
+  /** Bound of the number of streams (origin incarnations) tracked. */
+  readonly streamsMax: number;
+}
+
+export const GOSSIP_DEFAULTS = Object.freeze({
+  messageBytesMax: 64 * 1024,
+  digestAboveMax: 1_024,
+  streamsMax: 65_536,
+});
+
+export type ReceiveVerdict =
+  | { readonly kind: 'new'; readonly message: GossipMessage }
+  | { readonly kind: 'duplicate' }
+  | { readonly kind: 'invalid'; readonly reason: string };
+
+export type SubmitResult = { readonly ok: true; readonly message: GossipMessage } | { readonly ok: false; readonly problem: TextProblem };
+
+export interface SendPlan {
+  readonly origin: string;
+  readonly incarnation: number;
+  readonly seqs: readonly number[];
+}
+
+export class GossipCore {
+  private readonly streams = new Map<string, StreamState>();
+  private nextSeq = 1;
+
+  constructor(readonly config: GossipConfig) {}
+
+  /** Rebuilds the bookkeeping from the store at start. */
+  restore(held: Iterable<{ origin: string; incarnation: number; seq: number }>, floors: Iterable<{ origin: string; incarnation: number; floor: number }>): void {
+    for (const f of floors) this.stream(f.origin, f.incarnation)?.raiseFloor(f.floor);
+    for (const h of held) this.stream(h.origin, h.incarnation)?.add(h.seq);
+    // A stream of ours from this very incarnation (a restart that reused it) continues after its top.
+    const mine = this.streams.get(streamKey(this.config.selfId, this.config.incarnation));
+    if (mine) this.nextSeq = mine.top() + 1;
+  }
+
+  submit(text: string, nowMs: number): SubmitResult {
+    const problem = checkText(text, this.config.messageBytesMax);
+    if (problem) return { ok: false, problem };
+    const { selfId, incarnation, sha256 } = this.config;
+    const seq = this.nextSeq++;
+    const message: GossipMessage = {
+      id: messageId(sha256, selfId, incarnation, seq, text),
+      origin: selfId,
+      incarnation,
+      seq,
+      text,
+      createdMs: nowMs,
+      path: [selfId],
+    };
+    this.stream(selfId, incarnation)!.add(seq);
+    return { ok: true, message };
+  }
+
+  /** Judges a message from a peer; a new one is recorded as held (the runtime must store it). */
+  receive(message: GossipMessage): ReceiveVerdict {
+    const invalid = this.validate(message);
+    if (invalid) return { kind: 'invalid', reason: invalid };
+    const stream = this.stream(message.origin, message.incarnation);
+    if (!stream) return { kind: 'invalid', reason: `more than ${this.config.streamsMax} streams` };
+    if (stream.has(message.seq)) return { kind: 'duplicate' };
+    stream.add(message.seq);
+    const path = message.path.length > PATH_LENGTH_MAX ? message.path.slice(-PATH_LENGTH_MAX) : message.path;
+    return { kind: 'new', message: path === message.path ? message : { ...message, path } };
+  }
+
+  /** Forgets a message that could not be stored, so anti-entropy fetches it again. */
+  unreceive(message: GossipMessage): void {
+    // Rebuilding one stream is rare (a failed write); correctness over speed.
+    const stream = this.streams.get(streamKey(message.origin, message.incarnation));
+    if (!stream) return;
+    const replacement = new StreamState(stream.origin, stream.incarnation);
+    replacement.raiseFloor(stream.floor);
+    for (let s = stream.floor + 1; s <= stream.top(); s++) if (s !== message.seq && stream.has(s)) replacement.add(s);
+    this.streams.set(streamKey(message.origin, message.incarnation), replacement);
+  }
+
+  /** Neighbours a message should go to: not on its path, with our id appended for them. */
+  forward(message: GossipMessage, neighbours: readonly string[]): { to: string[]; message: GossipMessage } {
+    const onPath = new Set(message.path);
+    const to = neighbours.filter((n) => !onPath.has(n) && n !== this.config.selfId);
+    const path = message.path[message.path.length - 1] === this.config.selfId ? message.path : [...message.path, this.config.selfId].slice(-PATH_LENGTH_MAX);
+    return { to, message: { ...message, path } };
+  }
+
+  digest(): StreamDigest[] {
+    return [...this.streams.values()].map((s) => s.digest(this.config.digestAboveMax));
+  }
+
+  /** What a peer whose digest is `theirs` lacks, at most `limit` messages in all. */
+  plan(theirs: readonly StreamDigest[], limit: number): SendPlan[] {
+    const byKey = new Map(theirs.map((d) => [streamKey(d.origin, d.incarnation), d]));
+    const out: SendPlan[] = [];
+    let budget = limit;
+    for (const [key, stream] of this.streams) {
+      if (budget <= 0) break;
+      const seqs = stream.missingFrom(byKey.get(key), budget);
+      if (seqs.length === 0) continue;
+      budget -= seqs.length;
+      out.push({ origin: stream.origin, incarnation: stream.incarnation, seqs });
+    }
+    return out;
+  }
+
+  /** Retention purged every seq <= floor of these streams. */
+  applyPurge(floors: Iterable<{ origin: string; incarnation: number; floor: number }>): void {
+    for (const f of floors) this.streams.get(streamKey(f.origin, f.incarnation))?.raiseFloor(f.floor);
+  }
+
+  holds(origin: string, incarnation: number, seq: number): boolean {
+    return this.streams.get(streamKey(origin, incarnation))?.holds(seq) ?? false;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  private stream(origin: string, incarnation: number): StreamState | undefined {
+    const key = streamKey(origin, incarnation);
+    let s = this.streams.get(key);
+    if (!s) {
+      if (this.streams.size >= this.config.streamsMax) return undefined;
+      s = new StreamState(origin, incarnation);
+      this.streams.set(key, s);
+    }
+    return s;
+  }
+
+  private validate(m: GossipMessage): string | undefined {
+    if (!Number.isSafeInteger(m.seq) || m.seq < 1) return `bad seq ${m.seq}`;
+    if (!Number.isSafeInteger(m.incarnation) || m.incarnation < 0) return `bad incarnation ${m.incarnation}`;
+    if (m.origin.length === 0 || m.origin.length > 64) return 'bad origin';
+    const problem = checkText(m.text, this.config.messageBytesMax);
+    if (problem) return problem.code === 'empty' ? 'empty text' : `text of ${problem.bytes} bytes over ${problem.maxBytes}`;
+    if (m.id !== messageId(this.config.sha256, m.origin, m.incarnation, m.seq, m.text)) return 'id does not match the content';
+    return undefined;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Gossip messages (seed 003, DESIGN.md section 2). Every message belongs to a
+ * stream: its origin node in one incarnation. Within a stream the origin
+ * numbers its messages 1, 2, 3, ... — which makes "what do you lack?" a cheap
+ * question (per-stream high-water marks) and needs no counter on disk: a
+ * restarted node starts a new stream.
+ */
+export interface GossipMessage {
+  /** base62 of the first 64 bits of SHA-256(origin, incarnation, seq, text). */
+  readonly id: string;
+  readonly origin: string;
+  readonly incarnation: number;
+  readonly seq: number;
+  readonly text: string;
+  /** Origin's wall clock at submit (ms). */
+  readonly createdMs: number;
+  /** Node ids the message travelled through, origin first (seed 003's "Recvd From"). */
+  readonly path: readonly string[];
+}
+
+/** SHA-256 over bytes, injected (core does no I/O and imports no node: module). */
+export type Sha256 = (bytes: Uint8Array) => Uint8Array;
+
+export const MESSAGE_BYTES_MAX_DEFAULT = 64 * 1024;
+/** A path longer than this is cut to its last entries: it is advisory, never trusted for routing. */
+export const PATH_LENGTH_MAX = 64;
+export const MESSAGE_ID_CHARS = 11;
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const encoder = new TextEncoder();
+
+export function streamKey(origin: string, incarnation: number): string {
+  return `${origin}/${incarnation}`;
+}
+
+export function messageId(sha256: Sha256, origin: string, incarnation: number, seq: number, text: string): string {
+  // NUL separators: node ids cannot contain NUL, so fields cannot run together.
+  const digest = sha256(encoder.encode(`${origin}\u0000${incarnation}\u0000${seq}\u0000${text}`));
+  let n = 0n;
+  for (let i = 0; i < 8; i++) n = (n << 8n) | BigInt(digest[i]!);
+  let out = '';
+  for (let i = 0; i < MESSAGE_ID_CHARS; i++) {
+    out = BASE62[Number(n % 62n)]! + out;
+    n /= 62n;
+  }
+  return out;
+}
+
+export function isMessageId(id: string): boolean {
+  return id.length === MESSAGE_ID_CHARS && /^[0-9A-Za-z]+$/.test(id);
+}
+
+export function utf8Bytes(text: string): number {
+  return encoder.encode(text).length;
+}
+
+export type TextProblem = { readonly code: 'empty' } | { readonly code: 'too_large'; readonly bytes: number; readonly maxBytes: number };
+
+/** Why `text` cannot be a message, or undefined when it can. */
+export function checkText(text: string, maxBytes: number): TextProblem | undefined {
+  if (text.length === 0) return { code: 'empty' };
+  const bytes = utf8Bytes(text);
+  if (bytes > maxBytes) return { code: 'too_large', bytes, maxBytes };
+  return undefined;
+}
