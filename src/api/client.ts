@@ -2,6 +2,11 @@ import { MemberState } from '../wire/index.js';
 import type { Envelope, EnvelopeInit } from '../wire/index.js';
 import type { FramedConnection } from '../runtime/connection.js';
 import { connectAndGreet } from '../runtime/handshake.js';
+import { messageFromWire } from '../runtime/gossip-codec.js';
+import type { GossipMessage } from '../core/gossip/message.js';
+import type { GossipMessage as WireGossipMessage } from '../wire/index.js';
+
+export type { GossipMessage };
 
 /**
  * The TypeScript client of a grapevine node: one TCP connection, a client
@@ -26,6 +31,10 @@ export interface StatusReport {
   readonly connected: string[];
   readonly cluster: string;
   readonly incarnation: number;
+  /** Gossip overlay links, and which of them are connected. */
+  readonly links: string[];
+  readonly linksConnected: string[];
+  readonly messages: number;
 }
 
 export class ClientError extends Error {
@@ -75,7 +84,57 @@ export class GrapevineClient {
       members: s.members.map((m) => ({ id: m.id, host: m.host, port: m.port, state: stateName(m.state), incarnation: Number(m.incarnation) })),
       neighbours: [...s.neighbours],
       connected: [...s.connected],
+      links: [...s.links],
+      linksConnected: [...s.linksConnected],
+      messages: Number(s.messages),
     };
+  }
+
+  /** Submits a message; resolves with its id once the node has stored it. */
+  async submit(text: string): Promise<string> {
+    const answer = await this.call({ body: { case: 'submitRequest', value: { text } } }, 'submitResponse');
+    return (answer.body.value as { id: string }).id;
+  }
+
+  /** The message with this id, or undefined when the node does not have it. */
+  async get(id: string): Promise<GossipMessage | undefined> {
+    try {
+      const answer = await this.call({ body: { case: 'getRequest', value: { id } } }, 'getResponse');
+      return messageFromWire((answer.body.value as { message?: WireGossipMessage }).message);
+    } catch (err) {
+      if (err instanceof ClientError && err.code === 'not_found') return undefined;
+      throw err;
+    }
+  }
+
+  /** Every message the node holds, in the order it stored them (paged under the hood). */
+  async *list(pageSize = 1_000): AsyncGenerator<GossipMessage> {
+    let after = 0n;
+    for (;;) {
+      const answer = await this.call({ body: { case: 'listRequest', value: { after, limit: pageSize } } }, 'listResponse');
+      const page = answer.body.value as { messages: WireGossipMessage[]; next: bigint; more: boolean };
+      for (const w of page.messages) {
+        const m = messageFromWire(w);
+        if (m) yield m;
+      }
+      if (!page.more) return;
+      after = page.next;
+    }
+  }
+
+  /** Calls `onMessage` for every message the node stores from now on, until close(). */
+  async watch(onMessage: (m: GossipMessage) => void): Promise<void> {
+    const init: EnvelopeInit = { body: { case: 'watchRequest', value: {} } };
+    const answer = await this.conn.request(init, this.timeoutMs).catch((err: Error) => {
+      throw new ClientError('unreachable', `node ${this.nodeId} did not answer: ${err.message}`);
+    });
+    if (answer.body.case === 'error') throw new ClientError(answer.body.value.code, answer.body.value.message);
+    this.conn.on('envelope', (env) => {
+      if (env.requestId === answer.requestId && env.body.case === 'gossipEvent') {
+        const m = messageFromWire(env.body.value.message);
+        if (m) onMessage(m);
+      }
+    });
   }
 
   close(): void {

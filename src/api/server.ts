@@ -2,6 +2,9 @@ import { MemberState } from '../wire/index.js';
 import type { Envelope } from '../wire/index.js';
 import type { FramedConnection } from '../runtime/connection.js';
 import type { GrapevineNode } from '../runtime/node.js';
+import { GossipError } from '../runtime/gossip-service.js';
+import { messageToWire } from '../runtime/gossip-codec.js';
+import { isMessageId } from '../core/gossip/message.js';
 
 /**
  * The client protocol of a node: requests arrive on the node's TCP port
@@ -11,6 +14,9 @@ import type { GrapevineNode } from '../runtime/node.js';
 export function serveClients(node: GrapevineNode): void {
   node.setClientHandler((env, conn) => handleRequest(node, env, conn));
 }
+
+/** Largest page of a list answer: bounded frames whatever the store holds. */
+const LIST_PAGE_MAX = 1_000;
 
 const STATE_TO_WIRE = { alive: MemberState.ALIVE, suspect: MemberState.SUSPECT, dead: MemberState.DEAD } as const;
 
@@ -28,9 +34,51 @@ function handleRequest(node: GrapevineNode, env: Envelope, conn: FramedConnectio
             members: s.members.map((m) => ({ id: m.id, host: m.host, port: m.port, state: STATE_TO_WIRE[m.state], incarnation: BigInt(m.incarnation) })),
             neighbours: [...s.neighbours],
             connected: [...s.connected],
+            links: s.links.map((l) => l.id),
+            linksConnected: s.links.filter((l) => l.connected).map((l) => l.id),
+            messages: BigInt(s.gossip.messages),
           },
         },
       });
+      return;
+    }
+    case 'submitRequest':
+      node.gossip.submit(env.body.value.text).then(
+        (m) => conn.reply(env, { body: { case: 'submitResponse', value: { id: m.id } } }),
+        (err: Error & { code?: string }) => conn.reply(env, { body: { case: 'error', value: { code: err instanceof GossipError ? err.code : 'internal', message: err.message } } }),
+      );
+      return;
+    case 'getRequest': {
+      const m = isMessageId(env.body.value.id) ? node.gossip.get(env.body.value.id) : undefined;
+      if (!m) {
+        conn.reply(env, { body: { case: 'error', value: { code: 'not_found', message: `node ${node.id} has no message ${env.body.value.id}` } } });
+        return;
+      }
+      conn.reply(env, { body: { case: 'getResponse', value: { message: messageToWire(m) } } });
+      return;
+    }
+    case 'listRequest': {
+      const limit = Math.min(env.body.value.limit || LIST_PAGE_MAX, LIST_PAGE_MAX);
+      const after = Number(env.body.value.after);
+      const page = node.gossip.list(after, limit + 1);
+      const more = page.length > limit;
+      const messages = page.slice(0, limit);
+      const next = messages.length > 0 ? messages[messages.length - 1]!.rowid : after;
+      conn.reply(env, { body: { case: 'listResponse', value: { messages: messages.map(messageToWire), next: BigInt(next), more } } });
+      return;
+    }
+    case 'watchRequest': {
+      let unwatch: () => void;
+      try {
+        unwatch = node.gossip.watch((m) => {
+          conn.send({ requestId: env.requestId, body: { case: 'gossipEvent', value: { message: messageToWire(m) } } });
+        });
+      } catch (err) {
+        conn.reply(env, { body: { case: 'error', value: { code: 'busy', message: (err as Error).message } } });
+        return;
+      }
+      conn.once('close', unwatch);
+      conn.reply(env, { body: { case: 'watchResponse', value: {} } });
       return;
     }
     default:

@@ -27,7 +27,14 @@ Options:
   --heartbeat-ms MS       beacon interval (default 200)
   --suspect-ms MS         silence before suspect (default 1000)
   --dead-ms MS            silence before dead (default 1600)
+  --max-message-bytes N   largest gossip message (default 65536, at most 1 MiB)
+  --retain-messages N     gossip messages kept (default 1000000; oldest go first)
+  --retain-days D         gossip messages older than this are purged (default 30)
   --log-level LEVEL       trace|debug|info|warn|error|fatal|silent (default info)
+
+With a cluster file that has "links", the node connects to exactly its
+linked nodes (the static gossip overlay); without, to its ring neighbours
+plus one chord (degree 3). Gossip messages are kept in DATA_DIR/gossip.db.
 `;
 
 export async function nodeMain(argv: string[]): Promise<number> {

@@ -8,7 +8,8 @@ const HELP = `Usage: grapevine status (--id N [--cluster FILE] | --addr HOST:POR
 Prints the node's id, its member table (id, host, port, state, incarnation)
 and its current ring neighbours. With --json: one JSON object
 {"id", "members": [{"id","host","port","state","incarnation"}], "neighbours": [ids]}
-plus "connected" (neighbours with an open connection) and "cluster".
+plus "connected" (neighbours with an open connection), "cluster", "links" (the
+gossip overlay), "linksConnected" and "messages" (gossip messages held).
 Exit status: 0 success, 1 node unreachable, 2 bad usage.
 `;
 
@@ -31,6 +32,9 @@ export async function statusMain(argv: string[]): Promise<number> {
         neighbours: s.neighbours,
         connected: s.connected,
         cluster: s.cluster,
+        links: s.links,
+        linksConnected: s.linksConnected,
+        messages: s.messages,
       };
       process.stdout.write(`${JSON.stringify(out)}\n`);
     } else {
@@ -52,7 +56,7 @@ function formatStatus(s: Awaited<ReturnType<GrapevineClient['status']>>): string
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const alive = s.members.filter((m) => m.state === 'alive').length;
   return [
-    `node ${s.id} in cluster ${s.cluster}: ${alive}/${s.members.length} alive; neighbours: ${s.neighbours.join(', ') || 'none'}`,
+    `node ${s.id} in cluster ${s.cluster}: ${alive}/${s.members.length} alive; neighbours: ${s.neighbours.join(', ') || 'none'}; gossip links: ${s.links.map((l) => (s.linksConnected.includes(l) ? l : `${l} (down)`)).join(', ') || 'none'}; ${s.messages} messages`,
     line(header),
     ...rows.map(line),
     '',

@@ -11,7 +11,7 @@ Commands:
   status       show a node's member table and ring neighbours
   kv           replicated cache (not implemented yet)
   lock         distributed locks (not implemented yet)
-  gossip       gossip messaging, as gclient (not implemented yet)
+  gossip       gossip messaging: submit, get, list, watch (as gclient)
   coordinator  persistent asynchronous multicast coordinator (not implemented yet)
   participant  persistent asynchronous multicast participant (not implemented yet)
   mserver      print every line multicast to a group
@@ -20,7 +20,7 @@ Commands:
 Exit status: 0 success, 1 operational failure, 2 bad usage or configuration.
 `;
 
-const LATER = new Set(['kv', 'lock', 'gossip', 'coordinator', 'participant']);
+const LATER = new Set(['kv', 'lock', 'coordinator', 'participant']);
 
 export async function grapevineMain(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -39,6 +39,8 @@ export async function grapevineMain(argv: string[]): Promise<number> {
       return (await import('./cmd-status.js')).statusMain(rest);
     case 'up':
       return (await import('./cmd-up.js')).upMain(rest);
+    case 'gossip':
+      return (await import('./cmd-gossip.js')).gossipMain(rest);
     case 'mserver':
       return (await import('./mserver.js')).mserverMain(rest);
     case 'mclient':

@@ -28,6 +28,9 @@ export interface NodeArgs {
   'heartbeat-ms'?: string;
   'suspect-ms'?: string;
   'dead-ms'?: string;
+  'max-message-bytes'?: string;
+  'retain-messages'?: string;
+  'retain-days'?: string;
 }
 
 export const NODE_OPTIONS = {
@@ -45,6 +48,9 @@ export const NODE_OPTIONS = {
   'heartbeat-ms': { type: 'string' },
   'suspect-ms': { type: 'string' },
   'dead-ms': { type: 'string' },
+  'max-message-bytes': { type: 'string' },
+  'retain-messages': { type: 'string' },
+  'retain-days': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -107,6 +113,12 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
   if (deadAfterMs <= suspectAfterMs) throw new UsageError(`--dead-ms (${deadAfterMs}) must be greater than --suspect-ms (${suspectAfterMs})`);
   if (suspectAfterMs < 2 * heartbeatIntervalMs) throw new UsageError(`--suspect-ms (${suspectAfterMs}) must be at least twice --heartbeat-ms (${heartbeatIntervalMs})`);
 
+  const g = NODE_DEFAULTS.gossip;
+  const messageBytesMax = args['max-message-bytes'] ? parsePositiveInt(args['max-message-bytes'], '--max-message-bytes', MESSAGE_BYTES_LIMIT) : g.messageBytesMax;
+  const retainCount = args['retain-messages'] ? parsePositiveInt(args['retain-messages'], '--retain-messages') : g.retention.retainCount;
+  const retainMs = args['retain-days'] ? parsePositiveInt(args['retain-days'], '--retain-days', 36_500) * 86_400_000 : g.retention.retainMs;
+  if (standalone && file?.links) throw new UsageError(`${file.path} has links, which name nodes of the file: start this node with --cluster and --id, not --host/--port`);
+
   const dataDir = args['data-dir'] ?? join('data', id ?? `${host}-${port}`);
   const config: NodeConfig = Object.freeze({
     id,
@@ -122,9 +134,15 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
     inboundBudgetBytes: NODE_DEFAULTS.inboundBudgetBytes,
     helloTimeoutMs: NODE_DEFAULTS.helloTimeoutMs,
     dialTimeoutMs: NODE_DEFAULTS.dialTimeoutMs,
+    staticLinks: file?.links,
+    clusterNodes: file?.nodes ?? [],
+    gossip: Object.freeze({ ...g, messageBytesMax, retention: Object.freeze({ retainCount, retainMs }) }),
   });
   return { config, logLevel, clusterFile: file };
 }
+
+/** A message must fit in one frame with room for its envelope. */
+const MESSAGE_BYTES_LIMIT = 1024 * 1024;
 
 function parseIntIn(value: string, option: string, min: number, max: number): number {
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new UsageError(`${option} must be an integer from ${min} to ${max}, got '${value}'`);

@@ -101,12 +101,17 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
 
   /** Sends one frame; false (and the connection closes) if the peer stopped reading. */
   send(init: EnvelopeInit): boolean {
+    return this.sendFrame(encodeEnvelopeFrame(init));
+  }
+
+  /** Sends an already encoded frame (one encoding shared by many connections). */
+  sendFrame(frame: Uint8Array): boolean {
     if (this.closed) return false;
     if (this.socket.writableLength > this.limits.outboundBytesMax) {
       this.close({ kind: 'slow_reader' });
       return false;
     }
-    this.socket.write(encodeEnvelopeFrame(init));
+    this.socket.write(frame);
     return true;
   }
 

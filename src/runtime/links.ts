@@ -23,6 +23,8 @@ export interface LinksOptions {
   /** Opens a connection and completes the handshake with exactly this peer. */
   readonly dial: (peer: PeerEndpoint) => Promise<FramedConnection>;
   readonly onEnvelope: (peerId: string, env: Envelope, conn: FramedConnection) => void;
+  /** A connection to this peer is up (either direction). */
+  readonly onLinkUp?: (peerId: string) => void;
   readonly log: Logger;
   readonly random: () => number;
   readonly backoff: BackoffConfig;
@@ -96,6 +98,7 @@ export class PeerLinks implements Service {
     conn.on('close', () => {
       if (this.inbound.get(peerId) === conn) this.inbound.delete(peerId);
     });
+    this.options.onLinkUp?.(peerId);
   }
 
   /** The peer is dead: drop its connections at once (they would time out much later). */
@@ -145,6 +148,7 @@ export class PeerLinks implements Service {
         o.attempt = 0;
         this.options.log.info({ peer: peer.id, addr: `${peer.host}:${peer.port}` }, 'link up');
         conn.on('envelope', (env) => this.options.onEnvelope(peer.id, env, conn));
+        this.options.onLinkUp?.(peer.id);
         conn.on('close', (reason) => {
           if (o.conn !== conn) return;
           o.conn = undefined;

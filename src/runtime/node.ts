@@ -1,6 +1,10 @@
 import { Membership, MEMBERSHIP_DEFAULTS } from '../core/membership.js';
 import type { BeaconInfo, BeaconSource, Member, MembershipConfig, MembershipEvent } from '../core/membership.js';
 import { ringNeighbours } from '../core/ring.js';
+import { dynamicNeighbours, staticNeighbours } from '../core/overlay.js';
+import type { Endpoint } from '../core/address.js';
+import type { RetentionPolicy } from '../store/gossip-store.js';
+import { GOSSIP_SERVICE_DEFAULTS, GossipService } from './gossip-service.js';
 import { BACKOFF_DEFAULTS } from '../core/backoff.js';
 import type { Beacon, Envelope } from '../wire/index.js';
 import { beaconFromWire, beaconToWire } from './beacon-codec.js';
@@ -37,6 +41,15 @@ export interface NodeConfig {
   readonly inboundBudgetBytes: number;
   readonly helloTimeoutMs: number;
   readonly dialTimeoutMs: number;
+  /** The cluster file's `links`: the static overlay. Undefined: the dynamic overlay. */
+  readonly staticLinks: readonly (readonly [string, string])[] | undefined;
+  /** Addresses of the nodes of the cluster file (static links dial these). */
+  readonly clusterNodes: readonly Endpoint[];
+  readonly gossip: {
+    readonly messageBytesMax: number;
+    readonly retention: RetentionPolicy;
+    readonly syncIntervalMs: number;
+  };
 }
 
 export const NODE_DEFAULTS = Object.freeze({
@@ -46,6 +59,11 @@ export const NODE_DEFAULTS = Object.freeze({
   inboundBudgetBytes: 64 * 1024 * 1024,
   helloTimeoutMs: 5_000,
   dialTimeoutMs: 2_000,
+  gossip: Object.freeze({
+    messageBytesMax: GOSSIP_SERVICE_DEFAULTS.messageBytesMax,
+    retention: GOSSIP_SERVICE_DEFAULTS.retention,
+    syncIntervalMs: GOSSIP_SERVICE_DEFAULTS.syncIntervalMs,
+  }),
 });
 
 export interface NodeStatus {
@@ -55,8 +73,13 @@ export interface NodeStatus {
   readonly host: string;
   readonly port: number;
   readonly members: readonly Member[];
+  /** Ring neighbours (dynamic overlay) or linked nodes (static `links`). */
   readonly neighbours: readonly string[];
+  /** Those of `neighbours` with an open connection. */
   readonly connected: readonly string[];
+  /** Every overlay link (ring + chord, or the static links) and whether it is connected. */
+  readonly links: readonly { readonly id: string; readonly connected: boolean }[];
+  readonly gossip: { readonly messages: number } & GossipService['stats'];
   readonly connections: { readonly inbound: number; readonly outbound: number };
   readonly services: readonly { name: string; phase: string; restarts: number }[];
 }
@@ -80,6 +103,10 @@ export class GrapevineNode {
   private readonly seeds: SeedJoiner;
   private timer: NodeJS.Timeout | undefined;
   private neighbours: PeerEndpoint[] = [];
+  /** Overlay peers: what the links follow and gossip floods to. */
+  private overlay: PeerEndpoint[] = [];
+  private overlayIds: string[] = [];
+  private gossipService!: GossipService;
   private clientHandler: ClientHandler | undefined;
   private started = false;
   /** Monotonic ms: membership timeouts must not jump with the wall clock. */
@@ -142,6 +169,7 @@ export class GrapevineNode {
       self,
       dial: (peer) => this.dialPeer(peer),
       onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
+      onLinkUp: (peerId) => this.gossipService.onLinkUp(peerId),
       log: this.log.child({ component: 'links' }),
       random: Math.random,
       backoff: BACKOFF_DEFAULTS,
@@ -152,12 +180,25 @@ export class GrapevineNode {
     // the one line of the CLI's error (so nothing is logged before it).
     await this.listener.start((err) => this.log.error({ err: err.message }, 'listener error'));
     this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
+    this.gossipService = new GossipService({
+      ...GOSSIP_SERVICE_DEFAULTS,
+      ...this.config.gossip,
+      selfId: self.id,
+      incarnation: self.incarnation,
+      dataDir: this.config.dataDir,
+      log: this.log.child({ component: 'gossip' }),
+      neighbours: () => this.overlayIds,
+      connection: (peerId) => this.links.connectionTo(peerId),
+    });
+    this.supervisor.add(this.gossipService);
     this.supervisor.add(this.beacons);
     this.supervisor.add(this.links);
     this.supervisor.add(this.membershipService());
     if (this.config.seeds.length > 0) this.supervisor.add(this.seeds);
     await this.supervisor.start();
     this.started = true;
+    // Static links are dialled from the start, before membership hears anyone.
+    this.updateRing();
   }
 
   /** Says goodbye (a leaving beacon), closes everything, releases the data dir. Safe to call twice. */
@@ -178,10 +219,25 @@ export class GrapevineNode {
       host: this.config.host,
       port: this.config.port,
       members: this.membership.members(),
-      neighbours: this.neighbours.map((n) => n.id),
-      connected: this.links.connectedIds(),
+      ...this.linkStatus(),
       connections: this.links.connectionCounts(),
       services: this.supervisor.status(),
+      gossip: { messages: this.gossipService.count(), ...this.gossipService.stats },
+    };
+  }
+
+  /** The node's gossip (submit, get, list, watch). */
+  get gossip(): GossipService {
+    return this.gossipService;
+  }
+
+  private linkStatus(): Pick<NodeStatus, 'neighbours' | 'connected' | 'links'> {
+    const connected = new Set(this.links.connectedIds());
+    const neighbours = this.config.staticLinks ? this.overlayIds : this.neighbours.map((n) => n.id);
+    return {
+      neighbours,
+      connected: neighbours.filter((id) => connected.has(id)),
+      links: this.overlayIds.map((id) => ({ id, connected: connected.has(id) })),
     };
   }
 
@@ -267,12 +323,25 @@ export class GrapevineNode {
     if (ringMayChange) this.updateRing();
   }
 
+  /** Recomputes the ring and the overlay from live members; the links follow the overlay. */
   private updateRing(): void {
     const self = this.membership.self;
     const live = this.membership.liveOthers();
-    const ids = ringNeighbours(self, live).map((n) => n.id);
-    this.neighbours = ids.map((id) => live.find((m) => m.id === id)!).map((m) => ({ id: m.id, host: m.host, port: m.port, incarnation: m.incarnation }));
-    this.links.setDesired(this.neighbours);
+    const asPeer = (m: { id: string; host: string; port: number; incarnation: number }): PeerEndpoint => ({ id: m.id, host: m.host, port: m.port, incarnation: m.incarnation });
+    this.neighbours = ringNeighbours(self, live).map((n) => asPeer(live.find((m) => m.id === n.id)!));
+    if (this.config.staticLinks) {
+      // Static graph: exactly the configured links, live or not (retried with backoff while down).
+      this.overlay = staticNeighbours(self.id, this.config.staticLinks).flatMap((id) => {
+        const known = this.membership.get(id);
+        const node = this.config.clusterNodes.find((n) => n.id === id);
+        if (known && known.state !== 'dead') return [asPeer(known)];
+        return node ? [{ ...node, incarnation: known?.incarnation ?? 0 }] : [];
+      });
+    } else {
+      this.overlay = dynamicNeighbours(self, live).map((n) => asPeer(live.find((m) => m.id === n.id)!));
+    }
+    this.overlayIds = this.overlay.map((p) => p.id);
+    this.links.setDesired(this.overlay);
   }
 
   private aliveCount(): number {
@@ -296,6 +365,7 @@ export class GrapevineNode {
   }
 
   private onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): void {
+    if (this.gossipService.onPeerEnvelope(peerId, env, conn)) return;
     switch (env.body.case) {
       case 'ping':
         conn.reply(env, { body: { case: 'pong', value: { sentMs: env.body.value.sentMs } } });

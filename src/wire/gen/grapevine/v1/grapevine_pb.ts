@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file grapevine/v1/grapevine.proto.
  */
 export const file_grapevine_v1_grapevine: GenFile = /*@__PURE__*/
-  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IpABCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEIjEKC0pvaW5SZXF1ZXN0EiIKBHNlbGYYASABKAsyFC5ncmFwZXZpbmUudjEuQmVhY29uIjUKDEpvaW5SZXNwb25zZRIlCgdtZW1iZXJzGAEgAygLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiIXCgRQaW5nEg8KB3NlbnRfbXMYASABKAQiFwoEUG9uZxIPCgdzZW50X21zGAEgASgEIiYKBUVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSKkAwoIRW52ZWxvcGUSEgoKcmVxdWVzdF9pZBgBIAEoDRIQCghyZXNwb25zZRgCIAEoCBIkCgVoZWxsbxgKIAEoCzITLmdyYXBldmluZS52MS5IZWxsb0gAEiQKBWVycm9yGAsgASgLMhMuZ3JhcGV2aW5lLnYxLkVycm9ySAASIgoEcGluZxgMIAEoCzISLmdyYXBldmluZS52MS5QaW5nSAASIgoEcG9uZxgNIAEoCzISLmdyYXBldmluZS52MS5Qb25nSAASNQoOc3RhdHVzX3JlcXVlc3QYFCABKAsyGy5ncmFwZXZpbmUudjEuU3RhdHVzUmVxdWVzdEgAEjcKD3N0YXR1c19yZXNwb25zZRgVIAEoCzIcLmdyYXBldmluZS52MS5TdGF0dXNSZXNwb25zZUgAEjEKDGpvaW5fcmVxdWVzdBgWIAEoCzIZLmdyYXBldmluZS52MS5Kb2luUmVxdWVzdEgAEjMKDWpvaW5fcmVzcG9uc2UYFyABKAsyGi5ncmFwZXZpbmUudjEuSm9pblJlc3BvbnNlSABCBgoEYm9keSqLAQoLTWVtYmVyU3RhdGUSHAoYTUVNQkVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSTUVNQkVSX1NUQVRFX0FMSVZFEAESGAoUTUVNQkVSX1NUQVRFX1NVU1BFQ1QQAhIVChFNRU1CRVJfU1RBVEVfREVBRBADEhUKEU1FTUJFUl9TVEFURV9MRUZUEARiBnByb3RvMw");
+  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IsoBCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEEg0KBWxpbmtzGAcgAygJEhcKD2xpbmtzX2Nvbm5lY3RlZBgIIAMoCRIQCghtZXNzYWdlcxgJIAEoBCIxCgtKb2luUmVxdWVzdBIiCgRzZWxmGAEgASgLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiI1CgxKb2luUmVzcG9uc2USJQoHbWVtYmVycxgBIAMoCzIULmdyYXBldmluZS52MS5CZWFjb24iFwoEUGluZxIPCgdzZW50X21zGAEgASgEIhcKBFBvbmcSDwoHc2VudF9tcxgBIAEoBCImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkifQoNR29zc2lwTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZvcmlnaW4YAiABKAkSEwoLaW5jYXJuYXRpb24YAyABKAQSCwoDc2VxGAQgASgEEgwKBHRleHQYBSABKAkSEgoKY3JlYXRlZF9tcxgGIAEoBBIMCgRwYXRoGAcgAygJIjYKBkdvc3NpcBIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiTwoMU3RyZWFtRGlnZXN0Eg4KBm9yaWdpbhgBIAEoCRITCgtpbmNhcm5hdGlvbhgCIAEoBBILCgNod20YAyABKAQSDQoFYWJvdmUYBCADKAQiOgoLU3luY1JlcXVlc3QSKwoHc3RyZWFtcxgBIAMoCzIaLmdyYXBldmluZS52MS5TdHJlYW1EaWdlc3QiSwoMU3luY1Jlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbW9yZRgCIAEoCCIdCg1TdWJtaXRSZXF1ZXN0EgwKBHRleHQYASABKAkiHAoOU3VibWl0UmVzcG9uc2USCgoCaWQYASABKAkiGAoKR2V0UmVxdWVzdBIKCgJpZBgBIAEoCSI7CgtHZXRSZXNwb25zZRIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiKwoLTGlzdFJlcXVlc3QSDQoFYWZ0ZXIYASABKAQSDQoFbGltaXQYAiABKA0iWQoMTGlzdFJlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbmV4dBgCIAEoBBIMCgRtb3JlGAMgASgIIg4KDFdhdGNoUmVxdWVzdCIPCg1XYXRjaFJlc3BvbnNlIjsKC0dvc3NpcEV2ZW50EiwKB21lc3NhZ2UYASABKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSKPCAoIRW52ZWxvcGUSEgoKcmVxdWVzdF9pZBgBIAEoDRIQCghyZXNwb25zZRgCIAEoCBIkCgVoZWxsbxgKIAEoCzITLmdyYXBldmluZS52MS5IZWxsb0gAEiQKBWVycm9yGAsgASgLMhMuZ3JhcGV2aW5lLnYxLkVycm9ySAASIgoEcGluZxgMIAEoCzISLmdyYXBldmluZS52MS5QaW5nSAASIgoEcG9uZxgNIAEoCzISLmdyYXBldmluZS52MS5Qb25nSAASNQoOc3RhdHVzX3JlcXVlc3QYFCABKAsyGy5ncmFwZXZpbmUudjEuU3RhdHVzUmVxdWVzdEgAEjcKD3N0YXR1c19yZXNwb25zZRgVIAEoCzIcLmdyYXBldmluZS52MS5TdGF0dXNSZXNwb25zZUgAEjEKDGpvaW5fcmVxdWVzdBgWIAEoCzIZLmdyYXBldmluZS52MS5Kb2luUmVxdWVzdEgAEjMKDWpvaW5fcmVzcG9uc2UYFyABKAsyGi5ncmFwZXZpbmUudjEuSm9pblJlc3BvbnNlSAASJgoGZ29zc2lwGB4gASgLMhQuZ3JhcGV2aW5lLnYxLkdvc3NpcEgAEjEKDHN5bmNfcmVxdWVzdBgfIAEoCzIZLmdyYXBldmluZS52MS5TeW5jUmVxdWVzdEgAEjMKDXN5bmNfcmVzcG9uc2UYICABKAsyGi5ncmFwZXZpbmUudjEuU3luY1Jlc3BvbnNlSAASNQoOc3VibWl0X3JlcXVlc3QYKCABKAsyGy5ncmFwZXZpbmUudjEuU3VibWl0UmVxdWVzdEgAEjcKD3N1Ym1pdF9yZXNwb25zZRgpIAEoCzIcLmdyYXBldmluZS52MS5TdWJtaXRSZXNwb25zZUgAEi8KC2dldF9yZXF1ZXN0GCogASgLMhguZ3JhcGV2aW5lLnYxLkdldFJlcXVlc3RIABIxCgxnZXRfcmVzcG9uc2UYKyABKAsyGS5ncmFwZXZpbmUudjEuR2V0UmVzcG9uc2VIABIxCgxsaXN0X3JlcXVlc3QYLCABKAsyGS5ncmFwZXZpbmUudjEuTGlzdFJlcXVlc3RIABIzCg1saXN0X3Jlc3BvbnNlGC0gASgLMhouZ3JhcGV2aW5lLnYxLkxpc3RSZXNwb25zZUgAEjMKDXdhdGNoX3JlcXVlc3QYLiABKAsyGi5ncmFwZXZpbmUudjEuV2F0Y2hSZXF1ZXN0SAASNQoOd2F0Y2hfcmVzcG9uc2UYLyABKAsyGy5ncmFwZXZpbmUudjEuV2F0Y2hSZXNwb25zZUgAEjEKDGdvc3NpcF9ldmVudBgwIAEoCzIZLmdyYXBldmluZS52MS5Hb3NzaXBFdmVudEgAQgYKBGJvZHkqiwEKC01lbWJlclN0YXRlEhwKGE1FTUJFUl9TVEFURV9VTlNQRUNJRklFRBAAEhYKEk1FTUJFUl9TVEFURV9BTElWRRABEhgKFE1FTUJFUl9TVEFURV9TVVNQRUNUEAISFQoRTUVNQkVSX1NUQVRFX0RFQUQQAxIVChFNRU1CRVJfU1RBVEVfTEVGVBAEYgZwcm90bzM");
 
 /**
  * A heartbeat: who I am, where I listen, and how fresh my change queue is.
@@ -246,6 +246,27 @@ export type StatusResponse = Message<"grapevine.v1.StatusResponse"> & {
    * @generated from field: uint64 incarnation = 6;
    */
   incarnation: bigint;
+
+  /**
+   * Every overlay link (gossip): ring + chord, or the static links.
+   *
+   * @generated from field: repeated string links = 7;
+   */
+  links: string[];
+
+  /**
+   * Those of `links` with an open connection.
+   *
+   * @generated from field: repeated string links_connected = 8;
+   */
+  linksConnected: string[];
+
+  /**
+   * Gossip messages this node holds.
+   *
+   * @generated from field: uint64 messages = 9;
+   */
+  messages: bigint;
 };
 
 /**
@@ -350,6 +371,320 @@ export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
   messageDesc(file_grapevine_v1_grapevine, 10);
 
 /**
+ * One message of a stream (origin node + incarnation), numbered 1, 2, 3, ...
+ *
+ * @generated from message grapevine.v1.GossipMessage
+ */
+export type GossipMessage = Message<"grapevine.v1.GossipMessage"> & {
+  /**
+   * base62 of the first 64 bits of SHA-256(origin, incarnation, seq, text).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string origin = 2;
+   */
+  origin: string;
+
+  /**
+   * @generated from field: uint64 incarnation = 3;
+   */
+  incarnation: bigint;
+
+  /**
+   * @generated from field: uint64 seq = 4;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string text = 5;
+   */
+  text: string;
+
+  /**
+   * @generated from field: uint64 created_ms = 6;
+   */
+  createdMs: bigint;
+
+  /**
+   * Node ids it travelled through, origin first.
+   *
+   * @generated from field: repeated string path = 7;
+   */
+  path: string[];
+};
+
+/**
+ * Describes the message grapevine.v1.GossipMessage.
+ * Use `create(GossipMessageSchema)` to create a new message.
+ */
+export const GossipMessageSchema: GenMessage<GossipMessage> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 11);
+
+/**
+ * Peer to peer, one way: a message being flooded.
+ *
+ * @generated from message grapevine.v1.Gossip
+ */
+export type Gossip = Message<"grapevine.v1.Gossip"> & {
+  /**
+   * @generated from field: grapevine.v1.GossipMessage message = 1;
+   */
+  message?: GossipMessage | undefined;
+};
+
+/**
+ * Describes the message grapevine.v1.Gossip.
+ * Use `create(GossipSchema)` to create a new message.
+ */
+export const GossipSchema: GenMessage<Gossip> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 12);
+
+/**
+ * What a node holds of one stream: every seq <= hwm, plus `above`.
+ *
+ * @generated from message grapevine.v1.StreamDigest
+ */
+export type StreamDigest = Message<"grapevine.v1.StreamDigest"> & {
+  /**
+   * @generated from field: string origin = 1;
+   */
+  origin: string;
+
+  /**
+   * @generated from field: uint64 incarnation = 2;
+   */
+  incarnation: bigint;
+
+  /**
+   * @generated from field: uint64 hwm = 3;
+   */
+  hwm: bigint;
+
+  /**
+   * @generated from field: repeated uint64 above = 4;
+   */
+  above: bigint[];
+};
+
+/**
+ * Describes the message grapevine.v1.StreamDigest.
+ * Use `create(StreamDigestSchema)` to create a new message.
+ */
+export const StreamDigestSchema: GenMessage<StreamDigest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 13);
+
+/**
+ * Anti-entropy: "this is what I hold"; the answer carries what I lack.
+ *
+ * @generated from message grapevine.v1.SyncRequest
+ */
+export type SyncRequest = Message<"grapevine.v1.SyncRequest"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.StreamDigest streams = 1;
+   */
+  streams: StreamDigest[];
+};
+
+/**
+ * Describes the message grapevine.v1.SyncRequest.
+ * Use `create(SyncRequestSchema)` to create a new message.
+ */
+export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 14);
+
+/**
+ * @generated from message grapevine.v1.SyncResponse
+ */
+export type SyncResponse = Message<"grapevine.v1.SyncResponse"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.GossipMessage messages = 1;
+   */
+  messages: GossipMessage[];
+
+  /**
+   * More is missing than fit in this answer: ask again.
+   *
+   * @generated from field: bool more = 2;
+   */
+  more: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.SyncResponse.
+ * Use `create(SyncResponseSchema)` to create a new message.
+ */
+export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 15);
+
+/**
+ * @generated from message grapevine.v1.SubmitRequest
+ */
+export type SubmitRequest = Message<"grapevine.v1.SubmitRequest"> & {
+  /**
+   * @generated from field: string text = 1;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message grapevine.v1.SubmitRequest.
+ * Use `create(SubmitRequestSchema)` to create a new message.
+ */
+export const SubmitRequestSchema: GenMessage<SubmitRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 16);
+
+/**
+ * @generated from message grapevine.v1.SubmitResponse
+ */
+export type SubmitResponse = Message<"grapevine.v1.SubmitResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message grapevine.v1.SubmitResponse.
+ * Use `create(SubmitResponseSchema)` to create a new message.
+ */
+export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 17);
+
+/**
+ * @generated from message grapevine.v1.GetRequest
+ */
+export type GetRequest = Message<"grapevine.v1.GetRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message grapevine.v1.GetRequest.
+ * Use `create(GetRequestSchema)` to create a new message.
+ */
+export const GetRequestSchema: GenMessage<GetRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 18);
+
+/**
+ * @generated from message grapevine.v1.GetResponse
+ */
+export type GetResponse = Message<"grapevine.v1.GetResponse"> & {
+  /**
+   * @generated from field: grapevine.v1.GossipMessage message = 1;
+   */
+  message?: GossipMessage | undefined;
+};
+
+/**
+ * Describes the message grapevine.v1.GetResponse.
+ * Use `create(GetResponseSchema)` to create a new message.
+ */
+export const GetResponseSchema: GenMessage<GetResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 19);
+
+/**
+ * Messages in the order this node stored them, after cursor `after`.
+ *
+ * @generated from message grapevine.v1.ListRequest
+ */
+export type ListRequest = Message<"grapevine.v1.ListRequest"> & {
+  /**
+   * @generated from field: uint64 after = 1;
+   */
+  after: bigint;
+
+  /**
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message grapevine.v1.ListRequest.
+ * Use `create(ListRequestSchema)` to create a new message.
+ */
+export const ListRequestSchema: GenMessage<ListRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 20);
+
+/**
+ * @generated from message grapevine.v1.ListResponse
+ */
+export type ListResponse = Message<"grapevine.v1.ListResponse"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.GossipMessage messages = 1;
+   */
+  messages: GossipMessage[];
+
+  /**
+   * @generated from field: uint64 next = 2;
+   */
+  next: bigint;
+
+  /**
+   * @generated from field: bool more = 3;
+   */
+  more: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.ListResponse.
+ * Use `create(ListResponseSchema)` to create a new message.
+ */
+export const ListResponseSchema: GenMessage<ListResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 21);
+
+/**
+ * After the answer, the node sends a GossipEvent (same request id, not a
+ * response) for every message it stores, until the connection closes.
+ *
+ * @generated from message grapevine.v1.WatchRequest
+ */
+export type WatchRequest = Message<"grapevine.v1.WatchRequest"> & {
+};
+
+/**
+ * Describes the message grapevine.v1.WatchRequest.
+ * Use `create(WatchRequestSchema)` to create a new message.
+ */
+export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 22);
+
+/**
+ * @generated from message grapevine.v1.WatchResponse
+ */
+export type WatchResponse = Message<"grapevine.v1.WatchResponse"> & {
+};
+
+/**
+ * Describes the message grapevine.v1.WatchResponse.
+ * Use `create(WatchResponseSchema)` to create a new message.
+ */
+export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 23);
+
+/**
+ * @generated from message grapevine.v1.GossipEvent
+ */
+export type GossipEvent = Message<"grapevine.v1.GossipEvent"> & {
+  /**
+   * @generated from field: grapevine.v1.GossipMessage message = 1;
+   */
+  message?: GossipMessage | undefined;
+};
+
+/**
+ * Describes the message grapevine.v1.GossipEvent.
+ * Use `create(GossipEventSchema)` to create a new message.
+ */
+export const GossipEventSchema: GenMessage<GossipEvent> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 24);
+
+/**
  * @generated from message grapevine.v1.Envelope
  */
 export type Envelope = Message<"grapevine.v1.Envelope"> & {
@@ -419,6 +754,78 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
      */
     value: JoinResponse;
     case: "joinResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.Gossip gossip = 30;
+     */
+    value: Gossip;
+    case: "gossip";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.SyncRequest sync_request = 31;
+     */
+    value: SyncRequest;
+    case: "syncRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.SyncResponse sync_response = 32;
+     */
+    value: SyncResponse;
+    case: "syncResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.SubmitRequest submit_request = 40;
+     */
+    value: SubmitRequest;
+    case: "submitRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.SubmitResponse submit_response = 41;
+     */
+    value: SubmitResponse;
+    case: "submitResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.GetRequest get_request = 42;
+     */
+    value: GetRequest;
+    case: "getRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.GetResponse get_response = 43;
+     */
+    value: GetResponse;
+    case: "getResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.ListRequest list_request = 44;
+     */
+    value: ListRequest;
+    case: "listRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.ListResponse list_response = 45;
+     */
+    value: ListResponse;
+    case: "listResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.WatchRequest watch_request = 46;
+     */
+    value: WatchRequest;
+    case: "watchRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.WatchResponse watch_response = 47;
+     */
+    value: WatchResponse;
+    case: "watchResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.GossipEvent gossip_event = 48;
+     */
+    value: GossipEvent;
+    case: "gossipEvent";
   } | { case: undefined; value?: undefined };
 };
 
@@ -427,7 +834,7 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
  * Use `create(EnvelopeSchema)` to create a new message.
  */
 export const EnvelopeSchema: GenMessage<Envelope> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 11);
+  messageDesc(file_grapevine_v1_grapevine, 25);
 
 /**
  * @generated from enum grapevine.v1.MemberState

@@ -1,0 +1,298 @@
+import { createHash } from 'node:crypto';
+import { GossipCore, GOSSIP_DEFAULTS } from '../core/gossip/gossip.js';
+import type { GossipMessage, TextProblem } from '../core/gossip/message.js';
+import type { StreamDigest } from '../core/gossip/streams.js';
+import { GossipStore, RETENTION_DEFAULTS } from '../store/gossip-store.js';
+import type { RetentionPolicy, StoredMessage } from '../store/gossip-store.js';
+import { encodeEnvelopeFrame } from '../wire/index.js';
+import type { Envelope } from '../wire/index.js';
+import type { FramedConnection } from './connection.js';
+import { digestFromWire, digestToWire, messageFromWire, messageToWire } from './gossip-codec.js';
+import type { Logger } from './log.js';
+import { RateLimitedLog } from './log.js';
+import type { Service } from './supervisor.js';
+
+/**
+ * Gossip on a node (seed 003): the core decides, this service stores and
+ * sends. Writes are group-committed: everything that arrives in one turn of
+ * the event loop is stored in one SQLite transaction, and only then is it
+ * forwarded, acknowledged to the submitter, and shown to watchers — so an
+ * acknowledged message is on disk at its origin before anyone hears of it.
+ * Anti-entropy runs with every overlay neighbour every `syncIntervalMs` and
+ * as soon as a link comes up.
+ */
+export interface GossipOptions {
+  readonly selfId: string;
+  readonly incarnation: number;
+  readonly dataDir: string;
+  readonly log: Logger;
+  readonly messageBytesMax: number;
+  readonly retention: RetentionPolicy;
+  readonly syncIntervalMs: number;
+  /** Bounds of one anti-entropy answer. */
+  readonly syncBatchMax: number;
+  readonly syncBytesMax: number;
+  /** Writes waiting for the next group commit; beyond it, incoming gossip is dropped (anti-entropy refetches it). */
+  readonly pendingWritesMax: number;
+  readonly watchersMax: number;
+  readonly neighbours: () => readonly string[];
+  readonly connection: (peerId: string) => FramedConnection | undefined;
+}
+
+export const GOSSIP_SERVICE_DEFAULTS = Object.freeze({
+  messageBytesMax: GOSSIP_DEFAULTS.messageBytesMax,
+  retention: RETENTION_DEFAULTS,
+  syncIntervalMs: 2_000,
+  syncBatchMax: 5_000,
+  syncBytesMax: 2 * 1024 * 1024,
+  pendingWritesMax: 50_000,
+  watchersMax: 256,
+});
+
+export class GossipError extends Error {
+  override name = 'GossipError';
+  constructor(readonly code: 'empty' | 'too_large' | 'busy' | 'unavailable', message: string) {
+    super(message);
+  }
+}
+
+interface PendingWrite {
+  readonly message: GossipMessage;
+  readonly receivedMs: number;
+  readonly onDone?: (err?: Error) => void;
+}
+
+const PURGE_INTERVAL_MS = 60_000;
+
+export class GossipService implements Service {
+  readonly name = 'gossip';
+  private store: GossipStore | undefined;
+  private core: GossipCore | undefined;
+  private pending: PendingWrite[] = [];
+  private flushScheduled = false;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  private readonly syncing = new Set<string>();
+  private readonly watchers = new Set<(m: StoredMessage) => void>();
+  private readonly offences: RateLimitedLog;
+  readonly stats = { submitted: 0, received: 0, duplicates: 0, invalid: 0, dropped: 0, synced: 0 };
+
+  constructor(private readonly options: GossipOptions) {
+    this.offences = new RateLimitedLog(options.log);
+  }
+
+  async start(): Promise<void> {
+    const store = GossipStore.open(this.options.dataDir);
+    const core = new GossipCore({
+      selfId: this.options.selfId,
+      incarnation: this.options.incarnation,
+      sha256: (bytes) => createHash('sha256').update(bytes).digest(),
+      messageBytesMax: this.options.messageBytesMax,
+      digestAboveMax: GOSSIP_DEFAULTS.digestAboveMax,
+      streamsMax: GOSSIP_DEFAULTS.streamsMax,
+    });
+    core.applyPurge(store.purge(this.options.retention, Date.now()));
+    core.restore(store.held(), store.floors());
+    this.store = store;
+    this.core = core;
+    this.options.log.info({ messages: store.count(), streams: core.streamCount }, 'gossip store open');
+    this.syncTimer = setInterval(() => this.syncAll(), this.options.syncIntervalMs);
+    this.purgeTimer = setInterval(() => this.purge(), PURGE_INTERVAL_MS);
+    this.syncAll();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.syncTimer);
+    clearInterval(this.purgeTimer);
+    this.flush();
+    this.store?.close();
+    this.store = undefined;
+    this.core = undefined;
+    this.syncing.clear();
+  }
+
+  /** Stores a new message of ours; resolves once it is on disk (and is then flooded). */
+  submit(text: string): Promise<GossipMessage> {
+    const core = this.core;
+    if (!core) return Promise.reject(new GossipError('unavailable', 'the gossip store is not open'));
+    if (this.pending.length >= this.options.pendingWritesMax) return Promise.reject(new GossipError('busy', 'too many writes pending; try again'));
+    const result = core.submit(text, Date.now());
+    if (!result.ok) return Promise.reject(problemError(result.problem));
+    this.stats.submitted += 1;
+    return new Promise((resolve, reject) => {
+      this.enqueue({ message: result.message, receivedMs: Date.now(), onDone: (err) => (err ? reject(err) : resolve(result.message)) });
+    });
+  }
+
+  get(id: string): StoredMessage | undefined {
+    return this.store?.get(id);
+  }
+
+  list(after: number, limit: number): StoredMessage[] {
+    return this.store?.list(after, limit) ?? [];
+  }
+
+  count(): number {
+    return this.store?.count() ?? 0;
+  }
+
+  /** Calls `listener` for every message stored from now on; returns the unsubscribe. */
+  watch(listener: (m: StoredMessage) => void): () => void {
+    if (this.watchers.size >= this.options.watchersMax) throw new GossipError('busy', `more than ${this.options.watchersMax} watchers`);
+    this.watchers.add(listener);
+    return () => this.watchers.delete(listener);
+  }
+
+  /** A peer frame for gossip; false when it is not gossip's. */
+  onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): boolean {
+    switch (env.body.case) {
+      case 'gossip':
+        this.receive(peerId, env.body.value.message);
+        return true;
+      case 'syncRequest':
+        this.answerSync(peerId, env, conn);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** A link came up (a restart or a healed partition): repair at once. */
+  onLinkUp(peerId: string): void {
+    this.syncWith(peerId);
+  }
+
+  private receive(peerId: string, wire: Parameters<typeof messageFromWire>[0]): boolean {
+    const core = this.core;
+    if (!core) return false;
+    const message = messageFromWire(wire);
+    const verdict = message ? core.receive(message) : ({ kind: 'invalid', reason: 'missing or out-of-range fields' } as const);
+    if (verdict.kind === 'duplicate') {
+      this.stats.duplicates += 1;
+      return false;
+    }
+    if (verdict.kind === 'invalid') {
+      this.stats.invalid += 1;
+      this.offences.warn(`gossip:${peerId}`, performance.now(), { peer: peerId, reason: verdict.reason }, 'dropped an invalid gossip message');
+      return false;
+    }
+    if (this.pending.length >= this.options.pendingWritesMax) {
+      core.unreceive(verdict.message);
+      this.stats.dropped += 1;
+      this.offences.warn('gossip:overload', performance.now(), { pending: this.pending.length }, 'write queue full; dropped a message for anti-entropy to refetch');
+      return false;
+    }
+    this.stats.received += 1;
+    this.enqueue({ message: verdict.message, receivedMs: Date.now() });
+    return true;
+  }
+
+  private enqueue(w: PendingWrite): void {
+    this.pending.push(w);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Group commit: one transaction for the turn's writes, then flood, acknowledge, notify. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    const store = this.store;
+    try {
+      if (!store) throw new GossipError('unavailable', 'the gossip store is closed');
+      store.insertMany(batch);
+    } catch (err) {
+      this.options.log.error({ err: (err as Error).message, messages: batch.length }, 'gossip write failed');
+      for (const w of batch) {
+        if (!w.onDone) this.core?.unreceive(w.message);
+        w.onDone?.(err as Error);
+      }
+      return;
+    }
+    const neighbours = this.options.neighbours();
+    for (const w of batch) {
+      this.flood(w.message, neighbours);
+      w.onDone?.();
+      if (this.watchers.size > 0) {
+        const stored = { ...w.message, rowid: 0, receivedMs: w.receivedMs };
+        for (const listener of this.watchers) listener(stored);
+      }
+    }
+  }
+
+  private flood(message: GossipMessage, neighbours: readonly string[]): void {
+    const { to, message: out } = this.core!.forward(message, neighbours);
+    if (to.length === 0) return;
+    // Encoded once, written to each neighbour: the hot path of dissemination.
+    const frame = encodeEnvelopeFrame({ body: { case: 'gossip', value: { message: messageToWire(out) } } });
+    for (const peer of to) this.options.connection(peer)?.sendFrame(frame);
+  }
+
+  private syncAll(): void {
+    for (const peer of this.options.neighbours()) this.syncWith(peer);
+  }
+
+  private syncWith(peerId: string): void {
+    const core = this.core;
+    const conn = this.options.connection(peerId);
+    if (!core || !conn || this.syncing.has(peerId)) return;
+    this.syncing.add(peerId);
+    const streams = core.digest().map(digestToWire);
+    conn
+      .request({ body: { case: 'syncRequest', value: { streams } } }, 30_000)
+      .then((answer) => {
+        this.syncing.delete(peerId);
+        if (answer.body.case !== 'syncResponse') return;
+        let added = 0;
+        for (const m of answer.body.value.messages) if (this.receive(peerId, m)) added += 1;
+        this.stats.synced += added;
+        if (added > 0) this.options.log.debug({ peer: peerId, added }, 'anti-entropy fetched messages');
+        // More to fetch: go again after this batch is committed.
+        if (answer.body.value.more) setImmediate(() => this.syncWith(peerId));
+      })
+      .catch(() => this.syncing.delete(peerId));
+  }
+
+  private answerSync(peerId: string, env: Envelope, conn: FramedConnection): void {
+    const core = this.core;
+    const store = this.store;
+    if (env.body.case !== 'syncRequest' || !core || !store) return;
+    const theirs = env.body.value.streams.map(digestFromWire).filter((d): d is StreamDigest => d !== undefined);
+    const plan = core.plan(theirs, this.options.syncBatchMax);
+    const messages = [];
+    let bytes = 0;
+    let truncated = false;
+    outer: for (const p of plan) {
+      for (const m of store.bySeqs(p.origin, p.incarnation, p.seqs)) {
+        if (bytes + m.text.length * 3 > this.options.syncBytesMax && messages.length > 0) {
+          truncated = true;
+          break outer;
+        }
+        bytes += m.text.length * 3 + 64;
+        messages.push(messageToWire(core.forward(m, [peerId]).message));
+      }
+    }
+    const planned = plan.reduce((n, p) => n + p.seqs.length, 0);
+    conn.reply(env, { body: { case: 'syncResponse', value: { messages, more: truncated || planned >= this.options.syncBatchMax } } });
+    if (messages.length > 0) this.options.log.debug({ peer: peerId, sent: messages.length }, 'anti-entropy answered');
+  }
+
+  private purge(): void {
+    if (!this.store || !this.core) return;
+    try {
+      this.core.applyPurge(this.store.purge(this.options.retention, Date.now()));
+    } catch (err) {
+      this.options.log.error({ err: (err as Error).message }, 'gossip retention failed');
+    }
+  }
+}
+
+function problemError(p: TextProblem): GossipError {
+  return p.code === 'empty'
+    ? new GossipError('empty', 'the message is empty')
+    : new GossipError('too_large', `the message is ${p.bytes} bytes; the limit is ${p.maxBytes} bytes`);
+}

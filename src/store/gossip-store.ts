@@ -1,0 +1,187 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { GossipMessage } from '../core/gossip/message.js';
+
+/**
+ * The durable message store of one node: SQLite in WAL mode under the data
+ * directory (`gossip.db`). A message is stored once (its id and its
+ * (origin, incarnation, seq) are unique); rowid order is the order this node
+ * stored them, which `list` pages through. Retention keeps the newest
+ * `retainCount` messages younger than `retainMs`, and records per stream
+ * the highest seq it purged (the floor), so anti-entropy never fetches a
+ * purged message back.
+ *
+ * WAL with synchronous=NORMAL: a commit survives a crash of the process
+ * (kill -9); only a power loss may lose the last commits.
+ */
+export interface StoredMessage extends GossipMessage {
+  readonly rowid: number;
+  readonly receivedMs: number;
+}
+
+export interface StreamFloor {
+  readonly origin: string;
+  readonly incarnation: number;
+  readonly floor: number;
+}
+
+export interface RetentionPolicy {
+  readonly retainCount: number;
+  readonly retainMs: number;
+}
+
+/** Defaults: one million messages and 30 days, whichever is hit first. */
+export const RETENTION_DEFAULTS: RetentionPolicy = Object.freeze({ retainCount: 1_000_000, retainMs: 30 * 24 * 3_600_000 });
+
+interface Row {
+  rowid: number;
+  id: string;
+  origin: string;
+  incarnation: number;
+  seq: number;
+  text: string;
+  created_ms: number;
+  received_ms: number;
+  path: string;
+}
+
+export class GossipStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  private constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS messages (
+        rowid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        origin TEXT NOT NULL,
+        incarnation INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        received_ms INTEGER NOT NULL,
+        path TEXT NOT NULL
+      );
+      CREATE UNIQUE INDEX IF NOT EXISTS messages_stream ON messages (origin, incarnation, seq);
+      CREATE INDEX IF NOT EXISTS messages_received ON messages (received_ms);
+      CREATE TABLE IF NOT EXISTS floors (
+        origin TEXT NOT NULL,
+        incarnation INTEGER NOT NULL,
+        floor INTEGER NOT NULL,
+        PRIMARY KEY (origin, incarnation)
+      );
+    `);
+    this.stmts = {
+      insert: this.db.prepare(
+        'INSERT OR IGNORE INTO messages (id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      get: this.db.prepare<[string], Row>('SELECT rowid, * FROM messages WHERE id = ?'),
+      bySeq: this.db.prepare<[string, number, number], Row>('SELECT rowid, * FROM messages WHERE origin = ? AND incarnation = ? AND seq = ?'),
+      list: this.db.prepare<[number, number], Row>('SELECT rowid, * FROM messages WHERE rowid > ? ORDER BY rowid LIMIT ?'),
+      count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages'),
+      held: this.db.prepare<[], { origin: string; incarnation: number; seq: number }>('SELECT origin, incarnation, seq FROM messages'),
+      floors: this.db.prepare<[], StreamFloor>('SELECT origin, incarnation, floor FROM floors'),
+      maxRowid: this.db.prepare<[], { r: number | null }>('SELECT max(rowid) AS r FROM messages'),
+      lastBefore: this.db.prepare<[number], { r: number | null }>('SELECT max(rowid) AS r FROM messages WHERE received_ms < ?'),
+      purgeTops: this.db.prepare<[number], StreamFloor>(
+        'SELECT origin, incarnation, max(seq) AS floor FROM messages WHERE rowid <= ? GROUP BY origin, incarnation',
+      ),
+      deleteUpTo: this.db.prepare('DELETE FROM messages WHERE origin = ? AND incarnation = ? AND seq <= ?'),
+      raiseFloor: this.db.prepare(
+        'INSERT INTO floors (origin, incarnation, floor) VALUES (?, ?, ?) ON CONFLICT (origin, incarnation) DO UPDATE SET floor = max(floor, excluded.floor)',
+      ),
+    };
+  }
+
+  static open(dataDir: string): GossipStore {
+    mkdirSync(dataDir, { recursive: true });
+    return new GossipStore(join(dataDir, 'gossip.db'));
+  }
+
+  /** Stores messages in one transaction; returns how many were new. */
+  insertMany(items: readonly { message: GossipMessage; receivedMs: number }[]): number {
+    let added = 0;
+    this.db.transaction(() => {
+      for (const { message: m, receivedMs } of items) {
+        added += this.stmts.insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path)).changes;
+      }
+    })();
+    return added;
+  }
+
+  get(id: string): StoredMessage | undefined {
+    const row = this.stmts.get.get(id);
+    return row && fromRow(row);
+  }
+
+  /** The messages of one stream with these seqs (those still held), in the order asked. */
+  bySeqs(origin: string, incarnation: number, seqs: readonly number[]): StoredMessage[] {
+    const out: StoredMessage[] = [];
+    for (const seq of seqs) {
+      const row = this.stmts.bySeq.get(origin, incarnation, seq);
+      if (row) out.push(fromRow(row));
+    }
+    return out;
+  }
+
+  /** Up to `limit` messages stored after rowid `after`, in storing order. */
+  list(after: number, limit: number): StoredMessage[] {
+    return this.stmts.list.all(after, limit).map(fromRow);
+  }
+
+  count(): number {
+    return this.stmts.count.get()!.n;
+  }
+
+  /** Every (stream, seq) held, for rebuilding the core's bookkeeping at start. */
+  *held(): IterableIterator<{ origin: string; incarnation: number; seq: number }> {
+    yield* this.stmts.held.iterate();
+  }
+
+  floors(): StreamFloor[] {
+    return this.stmts.floors.all();
+  }
+
+  /**
+   * Applies retention; returns the floors it raised (for the core). Purges
+   * whole stream prefixes: everything of a stream up to the highest seq that
+   * fell out of the window, so a floor is a clean "nothing at or below".
+   */
+  purge(policy: RetentionPolicy, nowMs: number): StreamFloor[] {
+    const maxRowid = this.stmts.maxRowid.get()!.r ?? 0;
+    const byCount = maxRowid - policy.retainCount;
+    const byAge = this.stmts.lastBefore.get(nowMs - policy.retainMs)!.r ?? 0;
+    const cut = Math.max(byCount, byAge);
+    if (cut <= 0) return [];
+    const raised = this.stmts.purgeTops.all(cut);
+    this.db.transaction(() => {
+      for (const f of raised) {
+        this.stmts.deleteUpTo.run(f.origin, f.incarnation, f.floor);
+        this.stmts.raiseFloor.run(f.origin, f.incarnation, f.floor);
+      }
+    })();
+    return raised;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function fromRow(r: Row): StoredMessage {
+  return {
+    rowid: r.rowid,
+    id: r.id,
+    origin: r.origin,
+    incarnation: r.incarnation,
+    seq: r.seq,
+    text: r.text,
+    createdMs: r.created_ms,
+    receivedMs: r.received_ms,
+    path: JSON.parse(r.path) as string[],
+  };
+}
