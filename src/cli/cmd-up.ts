@@ -80,6 +80,8 @@ export async function upMain(argv: string[]): Promise<number> {
   out.write(`\n${first.members.filter((m) => m.state === 'alive').length} members alive as seen by node ${first.id}. Talk to them from another terminal:\n`);
   out.write(`  npx grapevine status --cluster ${rel} --id 1\n`);
   out.write(`  npx grapevine status --addr 127.0.0.1:${basePort} --json\n`);
+  out.write(`  npx gclient --cluster ${rel} --id 1 --message hello      (prints the message id)\n`);
+  out.write(`  npx gclient --cluster ${rel} --id ${count} --list            (every node has it)\n`);
   out.write(`  npx grapevine node --host 127.0.0.1 --port ${basePort + count} --cluster-name demo --data-dir ${rel.replace(/cluster\.json$/, String(count + 1))}   (one more node joins by multicast)\n`);
   out.write('Press Ctrl-C to stop them all.\n');
 
