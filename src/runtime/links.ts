@@ -69,12 +69,16 @@ export class PeerLinks implements Service {
       if (!want || !shouldDial(this.options.self, want)) {
         this.closeOutbound(o, 'no longer a neighbour');
         this.outbound.delete(id);
-      } else if (want.host !== o.peer.host || want.port !== o.peer.port || want.incarnation !== o.peer.incarnation) {
+      } else if (!samePeer(want, o.peer)) {
         // The peer restarted (maybe elsewhere): its old connection is stale.
         this.closeOutbound(o, 'peer restarted');
         o.peer = want;
         o.attempt = 0;
         this.dial(o);
+      } else if (o.peer.incarnation === 0 && want.incarnation !== 0) {
+        // A static link dialled from the cluster file before membership knew the
+        // peer's incarnation: the same peer, now fully known; keep the connection.
+        o.peer = want;
       }
     }
     for (const peer of this.desired.values()) {
@@ -137,11 +141,11 @@ export class PeerLinks implements Service {
       .dial(peer)
       .then((conn) => {
         o.dialing = false;
-        if (this.outbound.get(peer.id) !== o || o.peer !== peer || !this.running) {
+        if (this.outbound.get(peer.id) !== o || !samePeer(o.peer, peer) || !this.running) {
           conn.close({ kind: 'local', why: 'dial no longer wanted' });
           // The peer restarted while we dialled it (setDesired could not dial
           // then): dial its new incarnation now, as the failure path does.
-          if (this.outbound.get(peer.id) === o && o.peer !== peer) this.dial(o);
+          if (this.outbound.get(peer.id) === o && !samePeer(o.peer, peer)) this.dial(o);
           return;
         }
         o.conn = conn;
@@ -159,7 +163,7 @@ export class PeerLinks implements Service {
       .catch((err: Error) => {
         o.dialing = false;
         if (this.outbound.get(peer.id) !== o) return;
-        if (o.peer !== peer) return this.dial(o);
+        if (!samePeer(o.peer, peer)) return this.dial(o);
         this.options.log.debug({ peer: peer.id, err: err.message, attempt: o.attempt }, 'dial failed');
         this.retryLater(o);
       });
@@ -182,4 +186,12 @@ export class PeerLinks implements Service {
     o.conn = undefined;
     conn?.close({ kind: 'local', why });
   }
+}
+
+/**
+ * The same peer process: same address and incarnation, where an incarnation
+ * of 0 (a static link known only from the cluster file) matches any.
+ */
+function samePeer(a: PeerEndpoint, b: PeerEndpoint): boolean {
+  return a.host === b.host && a.port === b.port && (a.incarnation === b.incarnation || a.incarnation === 0 || b.incarnation === 0);
 }
