@@ -122,8 +122,12 @@ export class GrapevineClient {
     }
   }
 
-  /** Calls `onMessage` for every message the node stores from now on, until close(). */
-  async watch(onMessage: (m: GossipMessage) => void): Promise<void> {
+  /**
+   * Calls `onMessage` for every message the node stores from now on, until
+   * close(). `onEnd` is called once if the node closes the connection (or it
+   * breaks) first: no more messages will come.
+   */
+  async watch(onMessage: (m: GossipMessage) => void, onEnd?: (err: ClientError) => void): Promise<void> {
     const init: EnvelopeInit = { body: { case: 'watchRequest', value: {} } };
     const answer = await this.conn.request(init, this.timeoutMs).catch((err: Error) => {
       throw new ClientError('unreachable', `node ${this.nodeId} did not answer: ${err.message}`);
@@ -134,6 +138,9 @@ export class GrapevineClient {
         const m = messageFromWire(env.body.value.message);
         if (m) onMessage(m);
       }
+    });
+    this.conn.once('close', (reason) => {
+      if (reason.kind !== 'local') onEnd?.(new ClientError('unreachable', `node ${this.nodeId} closed the connection; watch ended`));
     });
   }
 

@@ -42,13 +42,16 @@ export async function runGossipOp(op: GossipOp, values: TargetValues): Promise<n
           if (!process.stdout.write(`${escapeLine(m.text)}\n`)) await new Promise((r) => process.stdout.once('drain', r));
         }
         return 0;
-      case 'watch':
-        await client.watch((m) => process.stdout.write(`${m.id}\t${escapeLine(m.text)}\n`));
-        await new Promise<void>((resolve) => {
-          process.once('SIGINT', resolve);
-          process.once('SIGTERM', resolve);
+      case 'watch': {
+        // Until Ctrl-C / SIGTERM (exit 0), or until the node goes away (exit 1, one line).
+        const lost = await new Promise<ClientError | undefined>((resolve, reject) => {
+          process.once('SIGINT', () => resolve(undefined));
+          process.once('SIGTERM', () => resolve(undefined));
+          client!.watch((m) => process.stdout.write(`${m.id}\t${escapeLine(m.text)}\n`), resolve).catch(reject);
         });
+        if (lost) throw lost;
         return 0;
+      }
     }
     return 0;
   } catch (err) {

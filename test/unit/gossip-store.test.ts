@@ -1,0 +1,186 @@
+// The SQLite message store of a node (src/store/gossip-store.ts), on a real
+// database in a temp dir: insert, dedupe by id and by (origin, incarnation,
+// seq), storing-order paging, lookups by seq, retention by count and by age
+// (whole stream prefixes, recorded as floors) and a reopen that keeps it all.
+import { test } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { messageId } from '../../src/core/gossip/message.js';
+import type { GossipMessage } from '../../src/core/gossip/message.js';
+import { GossipStore, RETENTION_DEFAULTS } from '../../src/store/gossip-store.js';
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
+
+function msg(origin: string, incarnation: number, seq: number, text = `${origin}/${incarnation}#${seq}`, path: string[] = [origin]): GossipMessage {
+  return { id: messageId(sha256, origin, incarnation, seq, text), origin, incarnation, seq, text, createdMs: 1_700_000_000_000 + seq, path };
+}
+
+function dir(t: TestContext): string {
+  const d = mkdtempSync(join(tmpdir(), 'gossip-store-'));
+  t.after(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+function open(t: TestContext, d: string): GossipStore {
+  const s = GossipStore.open(d);
+  t.after(() => s.close());
+  return s;
+}
+
+const key = (m: { origin: string; incarnation: number; seq: number }) => `${m.origin}/${m.incarnation}/${m.seq}`;
+const keys = (ms: readonly { origin: string; incarnation: number; seq: number }[]) => ms.map(key);
+
+test('insert stores every field; get returns it with rowid and receivedMs; unknown id is undefined', (t) => {
+  const d = dir(t);
+  const s = open(t, join(d, 'nested', 'data'));
+  assert.ok(existsSync(join(d, 'nested', 'data', 'gossip.db')), 'the data dir is created, the db is DATA_DIR/gossip.db');
+  const a = msg('n1', 5, 1, 'line one\nline two \\ and a backslash, grüße ✓', ['n1', 'n2', 'n3']);
+  const b = msg('n2', 7, 1);
+  assert.equal(s.insertMany([{ message: a, receivedMs: 111 }, { message: b, receivedMs: 222 }]), 2);
+  assert.equal(s.count(), 2);
+  const got = s.get(a.id)!;
+  assert.deepEqual({ ...got, rowid: 0 }, { ...a, rowid: 0, receivedMs: 111 });
+  assert.ok(got.rowid > 0);
+  assert.equal(s.get(b.id)!.rowid, got.rowid + 1, 'rowids follow storing order');
+  assert.equal(s.get('AAAAAAAAAAA'), undefined);
+  assert.equal(s.insertMany([]), 0);
+});
+
+test('dedupe: the same id, or the same (origin, incarnation, seq), is stored once, also within one batch', (t) => {
+  const s = open(t, dir(t));
+  const a = msg('n1', 1, 1, 'apple');
+  assert.equal(s.insertMany([{ message: a, receivedMs: 1 }]), 1);
+  // The same message again, and again with another path (it came by another route).
+  assert.equal(s.insertMany([{ message: a, receivedMs: 2 }, { message: { ...a, path: ['n1', 'n9'] }, receivedMs: 3 }]), 0);
+  // Same id, other stream coordinates (cannot happen with honest ids): still once.
+  assert.equal(s.insertMany([{ message: { ...a, seq: 99 }, receivedMs: 4 }]), 0);
+  // Same stream coordinates, other id/text: the stream slot is taken.
+  assert.equal(s.insertMany([{ message: msg('n1', 1, 1, 'banana'), receivedMs: 5 }]), 0);
+  // Within one batch: the duplicate is ignored, the rest are stored.
+  const b = msg('n1', 1, 2);
+  const c = msg('n1', 2, 1); // same origin, next incarnation: another stream
+  assert.equal(s.insertMany([{ message: b, receivedMs: 6 }, { message: b, receivedMs: 7 }, { message: c, receivedMs: 8 }]), 2);
+  assert.equal(s.count(), 3);
+  const stored = s.get(a.id)!;
+  assert.equal(stored.text, 'apple');
+  assert.deepEqual(stored.path, ['n1'], 'the first copy is the one kept');
+  assert.equal(stored.receivedMs, 1);
+  assert.equal(s.get(b.id)!.receivedMs, 6);
+  assert.deepEqual(keys([...s.held()]).sort(), ['n1/1/1', 'n1/1/2', 'n1/2/1']);
+});
+
+test('list pages through storing order; bySeqs returns held seqs in the order asked', (t) => {
+  const s = open(t, dir(t));
+  // Stored out of seq order and interleaved across streams: list follows storing order, not seq.
+  const order = [msg('a', 1, 2), msg('b', 1, 1), msg('a', 1, 1), msg('a', 1, 3), msg('b', 1, 2)];
+  s.insertMany(order.slice(0, 2).map((message) => ({ message, receivedMs: 10 })));
+  s.insertMany(order.slice(2).map((message) => ({ message, receivedMs: 20 })));
+
+  const pages: string[][] = [];
+  let after = 0;
+  for (;;) {
+    const page = s.list(after, 2);
+    if (page.length === 0) break;
+    pages.push(keys(page));
+    for (let i = 1; i < page.length; i++) assert.ok(page[i]!.rowid > page[i - 1]!.rowid);
+    after = page[page.length - 1]!.rowid;
+  }
+  assert.deepEqual(pages, [['a/1/2', 'b/1/1'], ['a/1/1', 'a/1/3'], ['b/1/2']]);
+  assert.deepEqual(keys(s.list(0, 100)), keys(order));
+  assert.deepEqual(s.list(after, 10), [], 'nothing after the last');
+
+  assert.deepEqual(keys(s.bySeqs('a', 1, [3, 1, 2])), ['a/1/3', 'a/1/1', 'a/1/2']);
+  assert.deepEqual(keys(s.bySeqs('a', 1, [4, 2, 9])), ['a/1/2'], 'seqs not held are skipped');
+  assert.deepEqual(s.bySeqs('a', 2, [1]), [], 'another incarnation is another stream');
+  assert.deepEqual(s.bySeqs('zz', 1, [1]), []);
+  assert.equal(s.bySeqs('b', 1, [2])[0]!.text, order[4]!.text);
+});
+
+test('retention by count purges whole stream prefixes and records them as floors', (t) => {
+  const s = open(t, dir(t));
+  // Storing order: a1 b1 a2 b2 a3 b3 a4
+  const stored = [msg('a', 1, 1), msg('b', 1, 1), msg('a', 1, 2), msg('b', 1, 2), msg('a', 1, 3), msg('b', 1, 3), msg('a', 1, 4)];
+  s.insertMany(stored.map((message) => ({ message, receivedMs: 1_000 })));
+  const keep = { retainCount: 4, retainMs: RETENTION_DEFAULTS.retainMs };
+
+  // Nothing to do while under the bound.
+  assert.deepEqual(s.purge({ ...keep, retainCount: 7 }, 2_000), []);
+  assert.equal(s.count(), 7);
+
+  // 7 stored, keep 4: the oldest 3 (a1 b1 a2) fall out -> a up to 2, b up to 1.
+  const raised = s.purge(keep, 2_000);
+  assert.deepEqual(raised.map((f) => [f.origin, f.incarnation, f.floor]).sort(), [['a', 1, 2], ['b', 1, 1]]);
+  assert.deepEqual(keys(s.list(0, 100)), ['b/1/2', 'a/1/3', 'b/1/3', 'a/1/4']);
+  assert.deepEqual(s.floors().map((f) => [f.origin, f.incarnation, f.floor]).sort(), [['a', 1, 2], ['b', 1, 1]]);
+  assert.equal(s.get(stored[0]!.id), undefined);
+  assert.deepEqual(s.bySeqs('a', 1, [1, 2, 3]).map((m) => m.seq), [3]);
+
+  // A stream stored out of order: its prefix goes whole, so nothing at or
+  // below a floor ever remains (the floor means "nothing here any more").
+  s.insertMany([msg('c', 1, 3), msg('c', 1, 1), msg('c', 1, 2)].map((message) => ({ message, receivedMs: 1_000 })));
+  const again = s.purge({ ...keep, retainCount: 6 }, 2_000); // 7 stored, the oldest (b2) falls out
+  assert.deepEqual(again.map((f) => [f.origin, f.floor]), [['b', 2]]);
+  const more = s.purge({ ...keep, retainCount: 3 }, 2_000); // a3 b3 a4 c3 c1 c2: the oldest 3 fall out
+  assert.deepEqual(more.map((f) => [f.origin, f.floor]).sort(), [['a', 4], ['b', 3]]);
+  assert.deepEqual(keys(s.list(0, 100)), ['c/1/3', 'c/1/1', 'c/1/2']);
+  // Keep 2: c3 falls out, and its prefix takes c1 and c2 along (fewer than 2 remain: the bound is an upper one).
+  const c = s.purge({ ...keep, retainCount: 2 }, 2_000);
+  assert.deepEqual(c.map((f) => [f.origin, f.floor]), [['c', 3]]);
+  assert.equal(s.count(), 0);
+  for (const f of s.floors()) assert.deepEqual(s.bySeqs(f.origin, f.incarnation, [1, 2, 3, 4]), []);
+  assert.deepEqual(s.floors().map((f) => [f.origin, f.floor]).sort(), [['a', 4], ['b', 3], ['c', 3]]);
+});
+
+test('retention by age purges what was received before now - retainMs; floors only rise', (t) => {
+  const s = open(t, dir(t));
+  const now = 1_000_000;
+  const policy = { retainCount: 1_000, retainMs: 10_000 };
+  const old1 = msg('x', 1, 1);
+  const old2 = msg('x', 1, 2);
+  const young = msg('x', 1, 3);
+  const otherYoung = msg('y', 1, 1);
+  s.insertMany([
+    { message: old1, receivedMs: now - 50_000 },
+    { message: old2, receivedMs: now - 10_001 },
+    { message: young, receivedMs: now - 9_999 },
+    { message: otherYoung, receivedMs: now - 1 },
+  ]);
+  assert.deepEqual(s.purge(policy, now - 40_000), [], 'nothing old enough yet');
+  assert.deepEqual(s.purge(policy, now).map((f) => [f.origin, f.floor]), [['x', 2]]);
+  assert.deepEqual(keys(s.list(0, 10)), ['x/1/3', 'y/1/1']);
+  assert.deepEqual(s.purge(policy, now), [], 'idempotent');
+  // Later, everything has aged out: floors rise to the tops.
+  assert.deepEqual(s.purge(policy, now + 20_000).map((f) => [f.origin, f.floor]).sort(), [['x', 3], ['y', 1]]);
+  assert.equal(s.count(), 0);
+  assert.deepEqual(s.floors().map((f) => [f.origin, f.floor]).sort(), [['x', 3], ['y', 1]]);
+  // A later purge of a lower prefix never lowers a floor.
+  s.insertMany([{ message: msg('x', 1, 1, 'refetched by mistake'), receivedMs: now }]);
+  s.purge(policy, now + 100_000);
+  assert.deepEqual(s.floors().find((f) => f.origin === 'x')!.floor, 3);
+});
+
+test('a reopened store keeps messages, storing order, floors, and continues the rowids', (t) => {
+  const d = dir(t);
+  const first = GossipStore.open(d);
+  const ms = [msg('a', 3, 1, 'one'), msg('a', 3, 2, 'two\nlines'), msg('b', 9, 1, 'three'), msg('b', 9, 2, 'four')];
+  first.insertMany(ms.map((message, i) => ({ message, receivedMs: 1_000 + i })));
+  first.purge({ retainCount: 3, retainMs: RETENTION_DEFAULTS.retainMs }, 2_000); // a1 goes
+  const before = { list: first.list(0, 100), floors: first.floors(), held: [...first.held()] };
+  first.close();
+  first.close(); // twice is harmless
+
+  const s = open(t, d);
+  assert.deepEqual(s.list(0, 100), before.list);
+  assert.deepEqual(s.floors(), before.floors);
+  assert.deepEqual([...s.held()], before.held);
+  assert.equal(s.count(), 3);
+  assert.equal(s.get(ms[1]!.id)!.text, 'two\nlines');
+  assert.equal(s.insertMany([{ message: ms[2]!, receivedMs: 5_000 }]), 0, 'still deduped after the reopen');
+  const next = msg('c', 1, 1);
+  s.insertMany([{ message: next, receivedMs: 6_000 }]);
+  assert.ok(s.get(next.id)!.rowid > before.list[before.list.length - 1]!.rowid, 'new messages list after the old ones');
+});
