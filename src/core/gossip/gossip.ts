@@ -1,3 +1,4 @@
+import { isValidNodeId } from '../ids.js';
 import { PATH_LENGTH_MAX, checkText, messageId, streamKey } from './message.js';
 import type { GossipMessage, Sha256, TextProblem } from './message.js';
 import { StreamState } from './streams.js';
@@ -22,7 +23,7 @@ export interface GossipConfig {
   readonly incarnation: number;
   readonly sha256: Sha256;
   readonly messageBytesMax: number;
-  /** Bound of the "held above the high-water mark" list sent per stream. */
+  /** Bound of the numbers in the "held above the high-water mark" run list sent per stream (StreamDigest.above). */
   readonly digestAboveMax: number;
   /** Bound of the number of streams (origin incarnations) tracked. */
   readonly streamsMax: number;
@@ -157,7 +158,8 @@ export class GossipCore {
   private validate(m: GossipMessage): string | undefined {
     if (!Number.isSafeInteger(m.seq) || m.seq < 1) return `bad seq ${m.seq}`;
     if (!Number.isSafeInteger(m.incarnation) || m.incarnation < 0) return `bad incarnation ${m.incarnation}`;
-    if (m.origin.length === 0 || m.origin.length > 64) return 'bad origin';
+    // A node id, so never a NUL: an origin with one could forge another message's id (messageId's separators).
+    if (!isValidNodeId(m.origin)) return 'bad origin';
     const problem = checkText(m.text, this.config.messageBytesMax);
     if (problem) return problem.code === 'empty' ? 'empty text' : `text of ${problem.bytes} bytes over ${problem.maxBytes}`;
     if (m.id !== messageId(this.config.sha256, m.origin, m.incarnation, m.seq, m.text)) return 'id does not match the content';

@@ -8,7 +8,13 @@ export interface StreamDigest {
   readonly incarnation: number;
   /** Every seq <= hwm is held (or was purged). */
   readonly hwm: number;
-  /** Seqs held above hwm (bounded when sent). */
+  /**
+   * Seqs held above hwm as ascending runs, flattened: [first, last, first,
+   * last, ...], so a stream with a hole that never fills (a message lost
+   * with its only copies) costs two numbers, not one per seq after it.
+   * When the runs do not fit the bound, the list ends with one odd number
+   * C: the runs listed are exact up to C; above C the holder did not say.
+   */
   readonly above: readonly number[];
 }
 
@@ -65,8 +71,19 @@ export class StreamState {
     return top;
   }
 
+  /** At most `aboveMax` numbers of runs (see StreamDigest.above); at least the cut-off fits. */
   digest(aboveMax: number): StreamDigest {
-    const above = [...this.above].sort((a, b) => a - b).slice(0, aboveMax);
+    const runs: number[] = [];
+    for (const s of [...this.above].sort((a, b) => a - b)) {
+      if (runs.length > 0 && runs[runs.length - 1] === s - 1) runs[runs.length - 1] = s;
+      else runs.push(s, s);
+    }
+    let above = runs;
+    if (runs.length > aboveMax) {
+      // Keep whole runs and say where knowledge ends: just before the first run left out.
+      const keep = 2 * Math.floor((Math.max(1, aboveMax) - 1) / 2);
+      above = [...runs.slice(0, keep), runs[keep]! - 1];
+    }
     return { origin: this.origin, incarnation: this.incarnation, hwm: this.hwm, above };
   }
 
@@ -74,14 +91,44 @@ export class StreamState {
    * Seqs we hold that a peer with digest `theirs` lacks, ascending, at most
    * `limit`. Only held seqs above their floor are listed; we cannot know
    * whether seqs we purged were ever theirs, and they are gone anyway.
+   * Above a digest's cut-off nothing is listed: we cannot tell what they
+   * hold there, and guessing would send them the same messages every round.
+   * Their runs are skipped whole, so the cost follows the difference.
    */
   missingFrom(theirs: StreamDigest | undefined, limit: number): number[] {
-    const theirAbove = new Set(theirs?.above ?? []);
+    const { runs, knownUpTo } = parseRuns(theirs?.above ?? []);
     const out: number[] = [];
-    const top = this.top();
-    for (let seq = Math.max(theirs?.hwm ?? 0, this.floor) + 1; seq <= top && out.length < limit; seq++) {
-      if (!theirAbove.has(seq) && this.has(seq)) out.push(seq);
+    if (limit <= 0) return out;
+    const start = Math.max(theirs?.hwm ?? 0, this.floor) + 1;
+    let r = 0;
+    /** Where their run covering `seq` ends, or undefined when they lack `seq` (seqs come ascending). */
+    const theirRunEnd = (seq: number): number | undefined => {
+      while (r < runs.length && runs[r]![1] < seq) r += 1;
+      return r < runs.length && runs[r]![0] <= seq ? runs[r]![1] : undefined;
+    };
+    const contiguousTop = Math.min(this.hwm, knownUpTo);
+    for (let seq = start; seq <= contiguousTop && out.length < limit; seq++) {
+      const end = theirRunEnd(seq);
+      if (end === undefined) out.push(seq);
+      else seq = end;
+    }
+    if (this.above.size === 0) return out;
+    for (const seq of [...this.above].sort((a, b) => a - b)) {
+      if (out.length >= limit || seq > knownUpTo) break;
+      if (seq >= start && theirRunEnd(seq) === undefined) out.push(seq);
     }
     return out;
   }
+}
+
+/** A peer's runs, sorted (malformed pairs ignored), and the cut-off up to which they are exact. */
+function parseRuns(above: readonly number[]): { runs: [number, number][]; knownUpTo: number } {
+  const runs: [number, number][] = [];
+  for (let i = 0; i + 1 < above.length; i += 2) {
+    const [first, last] = [above[i]!, above[i + 1]!];
+    if (first <= last) runs.push([first, last]);
+  }
+  runs.sort((a, b) => a[0] - b[0]);
+  const knownUpTo = above.length % 2 === 1 ? above[above.length - 1]! : Number.POSITIVE_INFINITY;
+  return { runs, knownUpTo };
 }
