@@ -29,6 +29,8 @@ export interface GossipOptions {
   readonly messageBytesMax: number;
   readonly retention: RetentionPolicy;
   readonly syncIntervalMs: number;
+  /** With nothing new on our side, a neighbour is still synced this often (repairs what a crash lost in flight). */
+  readonly idleSyncIntervalMs: number;
   /** Bounds of one anti-entropy answer. */
   readonly syncBatchMax: number;
   readonly syncBytesMax: number;
@@ -43,6 +45,7 @@ export const GOSSIP_SERVICE_DEFAULTS = Object.freeze({
   messageBytesMax: GOSSIP_DEFAULTS.messageBytesMax,
   retention: RETENTION_DEFAULTS,
   syncIntervalMs: 2_000,
+  idleSyncIntervalMs: 30_000,
   syncBatchMax: 5_000,
   syncBytesMax: 2 * 1024 * 1024,
   pendingWritesMax: 50_000,
@@ -73,6 +76,9 @@ export class GossipService implements Service {
   private syncTimer: NodeJS.Timeout | undefined;
   private purgeTimer: NodeJS.Timeout | undefined;
   private readonly syncing = new Set<string>();
+  /** Bumped on every commit: a neighbour last synced at the current version has nothing new from us. */
+  private version = 0;
+  private readonly lastSync = new Map<string, { version: number; atMs: number }>();
   private readonly watchers = new Set<(m: StoredMessage) => void>();
   private readonly offences: RateLimitedLog;
   readonly stats = { submitted: 0, received: 0, duplicates: 0, invalid: 0, dropped: 0, synced: 0 };
@@ -109,6 +115,7 @@ export class GossipService implements Service {
     this.store = undefined;
     this.core = undefined;
     this.syncing.clear();
+    this.lastSync.clear();
   }
 
   /** Stores a new message of ours; resolves once it is on disk (and is then flooded). */
@@ -213,6 +220,7 @@ export class GossipService implements Service {
       }
       return;
     }
+    this.version += 1;
     const neighbours = this.options.neighbours();
     for (const w of batch) {
       this.flood(w.message, neighbours);
@@ -232,8 +240,19 @@ export class GossipService implements Service {
     for (const peer of to) this.options.connection(peer)?.sendFrame(frame);
   }
 
+  /**
+   * The periodic round: a neighbour is synced when we stored something since
+   * our last exchange with it, or after `idleSyncIntervalMs` regardless. An
+   * idle cluster thus exchanges digests only now and then; a neighbour with
+   * news syncs with us itself (its version moved), and since answers carry
+   * the answerer's digest, that one exchange repairs both sides.
+   */
   private syncAll(): void {
-    for (const peer of this.options.neighbours()) this.syncWith(peer);
+    const now = performance.now();
+    for (const peer of this.options.neighbours()) {
+      const last = this.lastSync.get(peer);
+      if (!last || last.version !== this.version || now - last.atMs >= this.options.idleSyncIntervalMs) this.syncWith(peer);
+    }
   }
 
   private syncWith(peerId: string): void {
@@ -241,6 +260,7 @@ export class GossipService implements Service {
     const conn = this.options.connection(peerId);
     if (!core || !conn || this.syncing.has(peerId)) return;
     this.syncing.add(peerId);
+    const versionAtStart = this.version;
     const streams = core.digest().map(digestToWire);
     conn
       .request({ body: { case: 'syncRequest', value: { streams } } }, 30_000)
@@ -251,34 +271,57 @@ export class GossipService implements Service {
         for (const m of answer.body.value.messages) if (this.receive(peerId, m)) added += 1;
         this.stats.synced += added;
         if (added > 0) this.options.log.debug({ peer: peerId, added }, 'anti-entropy fetched messages');
-        // More to fetch: go again after this batch is committed.
-        if (answer.body.value.more) setImmediate(() => this.syncWith(peerId));
+        const theirs = answer.body.value.streams.map(digestFromWire).filter((d): d is StreamDigest => d !== undefined);
+        const pushed = this.push(peerId, conn, theirs);
+        // Messages we fetch now are new to us and will bump the version; what
+        // counts as "synced" is the state we described when we asked.
+        this.lastSync.set(peerId, { version: versionAtStart, atMs: performance.now() });
+        // More to fetch or to push: go again after this batch is committed.
+        if (answer.body.value.more || pushed.more) setImmediate(() => this.syncWith(peerId));
       })
       .catch(() => this.syncing.delete(peerId));
   }
 
   private answerSync(peerId: string, env: Envelope, conn: FramedConnection): void {
     const core = this.core;
-    const store = this.store;
-    if (env.body.case !== 'syncRequest' || !core || !store) return;
+    if (env.body.case !== 'syncRequest' || !core) return;
     const theirs = env.body.value.streams.map(digestFromWire).filter((d): d is StreamDigest => d !== undefined);
+    const { messages, more } = this.lacking(peerId, theirs);
+    const streams = core.digest().map(digestToWire);
+    conn.reply(env, { body: { case: 'syncResponse', value: { messages, more, streams } } });
+    if (messages.length > 0) this.options.log.debug({ peer: peerId, sent: messages.length }, 'anti-entropy answered');
+  }
+
+  /** Sends a peer, as gossip, what its digest says it lacks (the asker's half of a symmetric sync). */
+  private push(peerId: string, conn: FramedConnection, theirs: readonly StreamDigest[]): { more: boolean } {
+    const { messages, more } = this.lacking(peerId, theirs);
+    for (const message of messages) conn.sendFrame(encodeEnvelopeFrame({ body: { case: 'gossip', value: { message } } }));
+    if (messages.length > 0) this.options.log.debug({ peer: peerId, sent: messages.length }, 'anti-entropy pushed');
+    return { more };
+  }
+
+  /** What a peer with digest `theirs` lacks, bounded in count and bytes, with our id on the path. */
+  private lacking(peerId: string, theirs: readonly StreamDigest[]): { messages: ReturnType<typeof messageToWire>[]; more: boolean } {
+    const core = this.core;
+    const store = this.store;
+    if (!core || !store) return { messages: [], more: false };
     const plan = core.plan(theirs, this.options.syncBatchMax);
     const messages = [];
     let bytes = 0;
     let truncated = false;
     outer: for (const p of plan) {
       for (const m of store.bySeqs(p.origin, p.incarnation, p.seqs)) {
-        if (bytes + m.text.length * 3 > this.options.syncBytesMax && messages.length > 0) {
+        const size = m.text.length * 3 + 64;
+        if (bytes + size > this.options.syncBytesMax && messages.length > 0) {
           truncated = true;
           break outer;
         }
-        bytes += m.text.length * 3 + 64;
+        bytes += size;
         messages.push(messageToWire(core.forward(m, [peerId]).message));
       }
     }
     const planned = plan.reduce((n, p) => n + p.seqs.length, 0);
-    conn.reply(env, { body: { case: 'syncResponse', value: { messages, more: truncated || planned >= this.options.syncBatchMax } } });
-    if (messages.length > 0) this.options.log.debug({ peer: peerId, sent: messages.length }, 'anti-entropy answered');
+    return { messages, more: truncated || planned >= this.options.syncBatchMax };
   }
 
   private purge(): void {
