@@ -443,7 +443,9 @@ export const GossipSchema: GenMessage<Gossip> = /*@__PURE__*/
   messageDesc(file_grapevine_v1_grapevine, 12);
 
 /**
- * What a node holds of one stream: every seq <= hwm, plus `above`.
+ * What a node holds of one stream: every seq <= hwm, plus `above`: runs
+ * held above hwm flattened as [first, last, first, last, ...]; an odd last
+ * number C means "exact up to C only" (the list was cut to its bound).
  *
  * @generated from message grapevine.v1.StreamDigest
  */
