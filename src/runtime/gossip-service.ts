@@ -215,6 +215,10 @@ export class GossipService implements Service {
     } catch (err) {
       this.options.log.error({ err: (err as Error).message, messages: batch.length }, 'gossip write failed');
       for (const w of batch) {
+        // A received message is forgotten so anti-entropy fetches it again. A
+        // submit fails to its client instead; its seq stays used (a hole in our
+        // own stream that costs peers two numbers in a digest), because reusing
+        // it could give two different texts the same (origin, seq).
         if (!w.onDone) this.core?.unreceive(w.message);
         w.onDone?.(err as Error);
       }
