@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file grapevine/v1/grapevine.proto.
  */
 export const file_grapevine_v1_grapevine: GenFile = /*@__PURE__*/
-  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IsoBCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEEg0KBWxpbmtzGAcgAygJEhcKD2xpbmtzX2Nvbm5lY3RlZBgIIAMoCRIQCghtZXNzYWdlcxgJIAEoBCIxCgtKb2luUmVxdWVzdBIiCgRzZWxmGAEgASgLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiI1CgxKb2luUmVzcG9uc2USJQoHbWVtYmVycxgBIAMoCzIULmdyYXBldmluZS52MS5CZWFjb24iFwoEUGluZxIPCgdzZW50X21zGAEgASgEIhcKBFBvbmcSDwoHc2VudF9tcxgBIAEoBCImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkifQoNR29zc2lwTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZvcmlnaW4YAiABKAkSEwoLaW5jYXJuYXRpb24YAyABKAQSCwoDc2VxGAQgASgEEgwKBHRleHQYBSABKAkSEgoKY3JlYXRlZF9tcxgGIAEoBBIMCgRwYXRoGAcgAygJIjYKBkdvc3NpcBIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiTwoMU3RyZWFtRGlnZXN0Eg4KBm9yaWdpbhgBIAEoCRITCgtpbmNhcm5hdGlvbhgCIAEoBBILCgNod20YAyABKAQSDQoFYWJvdmUYBCADKAQiOgoLU3luY1JlcXVlc3QSKwoHc3RyZWFtcxgBIAMoCzIaLmdyYXBldmluZS52MS5TdHJlYW1EaWdlc3QieAoMU3luY1Jlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbW9yZRgCIAEoCBIrCgdzdHJlYW1zGAMgAygLMhouZ3JhcGV2aW5lLnYxLlN0cmVhbURpZ2VzdCIdCg1TdWJtaXRSZXF1ZXN0EgwKBHRleHQYASABKAkiHAoOU3VibWl0UmVzcG9uc2USCgoCaWQYASABKAkiGAoKR2V0UmVxdWVzdBIKCgJpZBgBIAEoCSI7CgtHZXRSZXNwb25zZRIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiKwoLTGlzdFJlcXVlc3QSDQoFYWZ0ZXIYASABKAQSDQoFbGltaXQYAiABKA0iWQoMTGlzdFJlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbmV4dBgCIAEoBBIMCgRtb3JlGAMgASgIIg4KDFdhdGNoUmVxdWVzdCIPCg1XYXRjaFJlc3BvbnNlIjsKC0dvc3NpcEV2ZW50EiwKB21lc3NhZ2UYASABKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSKPCAoIRW52ZWxvcGUSEgoKcmVxdWVzdF9pZBgBIAEoDRIQCghyZXNwb25zZRgCIAEoCBIkCgVoZWxsbxgKIAEoCzITLmdyYXBldmluZS52MS5IZWxsb0gAEiQKBWVycm9yGAsgASgLMhMuZ3JhcGV2aW5lLnYxLkVycm9ySAASIgoEcGluZxgMIAEoCzISLmdyYXBldmluZS52MS5QaW5nSAASIgoEcG9uZxgNIAEoCzISLmdyYXBldmluZS52MS5Qb25nSAASNQoOc3RhdHVzX3JlcXVlc3QYFCABKAsyGy5ncmFwZXZpbmUudjEuU3RhdHVzUmVxdWVzdEgAEjcKD3N0YXR1c19yZXNwb25zZRgVIAEoCzIcLmdyYXBldmluZS52MS5TdGF0dXNSZXNwb25zZUgAEjEKDGpvaW5fcmVxdWVzdBgWIAEoCzIZLmdyYXBldmluZS52MS5Kb2luUmVxdWVzdEgAEjMKDWpvaW5fcmVzcG9uc2UYFyABKAsyGi5ncmFwZXZpbmUudjEuSm9pblJlc3BvbnNlSAASJgoGZ29zc2lwGB4gASgLMhQuZ3JhcGV2aW5lLnYxLkdvc3NpcEgAEjEKDHN5bmNfcmVxdWVzdBgfIAEoCzIZLmdyYXBldmluZS52MS5TeW5jUmVxdWVzdEgAEjMKDXN5bmNfcmVzcG9uc2UYICABKAsyGi5ncmFwZXZpbmUudjEuU3luY1Jlc3BvbnNlSAASNQoOc3VibWl0X3JlcXVlc3QYKCABKAsyGy5ncmFwZXZpbmUudjEuU3VibWl0UmVxdWVzdEgAEjcKD3N1Ym1pdF9yZXNwb25zZRgpIAEoCzIcLmdyYXBldmluZS52MS5TdWJtaXRSZXNwb25zZUgAEi8KC2dldF9yZXF1ZXN0GCogASgLMhguZ3JhcGV2aW5lLnYxLkdldFJlcXVlc3RIABIxCgxnZXRfcmVzcG9uc2UYKyABKAsyGS5ncmFwZXZpbmUudjEuR2V0UmVzcG9uc2VIABIxCgxsaXN0X3JlcXVlc3QYLCABKAsyGS5ncmFwZXZpbmUudjEuTGlzdFJlcXVlc3RIABIzCg1saXN0X3Jlc3BvbnNlGC0gASgLMhouZ3JhcGV2aW5lLnYxLkxpc3RSZXNwb25zZUgAEjMKDXdhdGNoX3JlcXVlc3QYLiABKAsyGi5ncmFwZXZpbmUudjEuV2F0Y2hSZXF1ZXN0SAASNQoOd2F0Y2hfcmVzcG9uc2UYLyABKAsyGy5ncmFwZXZpbmUudjEuV2F0Y2hSZXNwb25zZUgAEjEKDGdvc3NpcF9ldmVudBgwIAEoCzIZLmdyYXBldmluZS52MS5Hb3NzaXBFdmVudEgAQgYKBGJvZHkqiwEKC01lbWJlclN0YXRlEhwKGE1FTUJFUl9TVEFURV9VTlNQRUNJRklFRBAAEhYKEk1FTUJFUl9TVEFURV9BTElWRRABEhgKFE1FTUJFUl9TVEFURV9TVVNQRUNUEAISFQoRTUVNQkVSX1NUQVRFX0RFQUQQAxIVChFNRU1CRVJfU1RBVEVfTEVGVBAEYgZwcm90bzM");
+  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IsoBCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEEg0KBWxpbmtzGAcgAygJEhcKD2xpbmtzX2Nvbm5lY3RlZBgIIAMoCRIQCghtZXNzYWdlcxgJIAEoBCIxCgtKb2luUmVxdWVzdBIiCgRzZWxmGAEgASgLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiI1CgxKb2luUmVzcG9uc2USJQoHbWVtYmVycxgBIAMoCzIULmdyYXBldmluZS52MS5CZWFjb24iFwoEUGluZxIPCgdzZW50X21zGAEgASgEIhcKBFBvbmcSDwoHc2VudF9tcxgBIAEoBCImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkifQoNR29zc2lwTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZvcmlnaW4YAiABKAkSEwoLaW5jYXJuYXRpb24YAyABKAQSCwoDc2VxGAQgASgEEgwKBHRleHQYBSABKAkSEgoKY3JlYXRlZF9tcxgGIAEoBBIMCgRwYXRoGAcgAygJIjYKBkdvc3NpcBIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiTwoMU3RyZWFtRGlnZXN0Eg4KBm9yaWdpbhgBIAEoCRITCgtpbmNhcm5hdGlvbhgCIAEoBBILCgNod20YAyABKAQSDQoFYWJvdmUYBCADKAQiOgoLU3luY1JlcXVlc3QSKwoHc3RyZWFtcxgBIAMoCzIaLmdyYXBldmluZS52MS5TdHJlYW1EaWdlc3QieAoMU3luY1Jlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbW9yZRgCIAEoCBIrCgdzdHJlYW1zGAMgAygLMhouZ3JhcGV2aW5lLnYxLlN0cmVhbURpZ2VzdCIdCg1TdWJtaXRSZXF1ZXN0EgwKBHRleHQYASABKAkiHAoOU3VibWl0UmVzcG9uc2USCgoCaWQYASABKAkiGAoKR2V0UmVxdWVzdBIKCgJpZBgBIAEoCSI7CgtHZXRSZXNwb25zZRIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiKwoLTGlzdFJlcXVlc3QSDQoFYWZ0ZXIYASABKAQSDQoFbGltaXQYAiABKA0iWQoMTGlzdFJlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbmV4dBgCIAEoBBIMCgRtb3JlGAMgASgIIg4KDFdhdGNoUmVxdWVzdCIPCg1XYXRjaFJlc3BvbnNlIjsKC0dvc3NpcEV2ZW50EiwKB21lc3NhZ2UYASABKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSI9CgpQbVJlZ2lzdGVyEhMKC3BhcnRpY2lwYW50GAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDSIjCgxQbURlcmVnaXN0ZXISEwoLcGFydGljaXBhbnQYASABKAkiIwoMUG1EaXNjb25uZWN0EhMKC3BhcnRpY2lwYW50GAEgASgJIj4KC1BtUmVjb25uZWN0EhMKC3BhcnRpY2lwYW50GAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDSIrCgZQbVNlbmQSEwoLcGFydGljaXBhbnQYASABKAkSDAoEdGV4dBgCIAEoCSIoCgRQbU9rEgsKA3NlcRgBIAEoBBITCgthY2NlcHRlZF9tcxgCIAEoBCJLCglQbU1lc3NhZ2USCwoDc2VxGAEgASgEEgwKBHRleHQYAiABKAkSEwoLYWNjZXB0ZWRfbXMYAyABKAQSDgoGc2VuZGVyGAQgASgJIjYKCVBtRGVsaXZlchIpCghtZXNzYWdlcxgBIAMoCzIXLmdyYXBldmluZS52MS5QbU1lc3NhZ2UiFAoFUG1BY2sSCwoDc2VxGAEgASgEIoELCghFbnZlbG9wZRISCgpyZXF1ZXN0X2lkGAEgASgNEhAKCHJlc3BvbnNlGAIgASgIEiQKBWhlbGxvGAogASgLMhMuZ3JhcGV2aW5lLnYxLkhlbGxvSAASJAoFZXJyb3IYCyABKAsyEy5ncmFwZXZpbmUudjEuRXJyb3JIABIiCgRwaW5nGAwgASgLMhIuZ3JhcGV2aW5lLnYxLlBpbmdIABIiCgRwb25nGA0gASgLMhIuZ3JhcGV2aW5lLnYxLlBvbmdIABI1Cg5zdGF0dXNfcmVxdWVzdBgUIAEoCzIbLmdyYXBldmluZS52MS5TdGF0dXNSZXF1ZXN0SAASNwoPc3RhdHVzX3Jlc3BvbnNlGBUgASgLMhwuZ3JhcGV2aW5lLnYxLlN0YXR1c1Jlc3BvbnNlSAASMQoMam9pbl9yZXF1ZXN0GBYgASgLMhkuZ3JhcGV2aW5lLnYxLkpvaW5SZXF1ZXN0SAASMwoNam9pbl9yZXNwb25zZRgXIAEoCzIaLmdyYXBldmluZS52MS5Kb2luUmVzcG9uc2VIABImCgZnb3NzaXAYHiABKAsyFC5ncmFwZXZpbmUudjEuR29zc2lwSAASMQoMc3luY19yZXF1ZXN0GB8gASgLMhkuZ3JhcGV2aW5lLnYxLlN5bmNSZXF1ZXN0SAASMwoNc3luY19yZXNwb25zZRggIAEoCzIaLmdyYXBldmluZS52MS5TeW5jUmVzcG9uc2VIABI1Cg5zdWJtaXRfcmVxdWVzdBgoIAEoCzIbLmdyYXBldmluZS52MS5TdWJtaXRSZXF1ZXN0SAASNwoPc3VibWl0X3Jlc3BvbnNlGCkgASgLMhwuZ3JhcGV2aW5lLnYxLlN1Ym1pdFJlc3BvbnNlSAASLwoLZ2V0X3JlcXVlc3QYKiABKAsyGC5ncmFwZXZpbmUudjEuR2V0UmVxdWVzdEgAEjEKDGdldF9yZXNwb25zZRgrIAEoCzIZLmdyYXBldmluZS52MS5HZXRSZXNwb25zZUgAEjEKDGxpc3RfcmVxdWVzdBgsIAEoCzIZLmdyYXBldmluZS52MS5MaXN0UmVxdWVzdEgAEjMKDWxpc3RfcmVzcG9uc2UYLSABKAsyGi5ncmFwZXZpbmUudjEuTGlzdFJlc3BvbnNlSAASMwoNd2F0Y2hfcmVxdWVzdBguIAEoCzIaLmdyYXBldmluZS52MS5XYXRjaFJlcXVlc3RIABI1Cg53YXRjaF9yZXNwb25zZRgvIAEoCzIbLmdyYXBldmluZS52MS5XYXRjaFJlc3BvbnNlSAASMQoMZ29zc2lwX2V2ZW50GDAgASgLMhkuZ3JhcGV2aW5lLnYxLkdvc3NpcEV2ZW50SAASLwoLcG1fcmVnaXN0ZXIYPCABKAsyGC5ncmFwZXZpbmUudjEuUG1SZWdpc3RlckgAEjMKDXBtX2RlcmVnaXN0ZXIYPSABKAsyGi5ncmFwZXZpbmUudjEuUG1EZXJlZ2lzdGVySAASMwoNcG1fZGlzY29ubmVjdBg+IAEoCzIaLmdyYXBldmluZS52MS5QbURpc2Nvbm5lY3RIABIxCgxwbV9yZWNvbm5lY3QYPyABKAsyGS5ncmFwZXZpbmUudjEuUG1SZWNvbm5lY3RIABInCgdwbV9zZW5kGEAgASgLMhQuZ3JhcGV2aW5lLnYxLlBtU2VuZEgAEiMKBXBtX29rGEEgASgLMhIuZ3JhcGV2aW5lLnYxLlBtT2tIABItCgpwbV9kZWxpdmVyGEIgASgLMhcuZ3JhcGV2aW5lLnYxLlBtRGVsaXZlckgAEiUKBnBtX2FjaxhDIAEoCzITLmdyYXBldmluZS52MS5QbUFja0gAQgYKBGJvZHkqiwEKC01lbWJlclN0YXRlEhwKGE1FTUJFUl9TVEFURV9VTlNQRUNJRklFRBAAEhYKEk1FTUJFUl9TVEFURV9BTElWRRABEhgKFE1FTUJFUl9TVEFURV9TVVNQRUNUEAISFQoRTUVNQkVSX1NUQVRFX0RFQUQQAxIVChFNRU1CRVJfU1RBVEVfTEVGVBAEYgZwcm90bzM");
 
 /**
  * A heartbeat: who I am, where I listen, and how fresh my change queue is.
@@ -695,6 +695,216 @@ export const GossipEventSchema: GenMessage<GossipEvent> = /*@__PURE__*/
   messageDesc(file_grapevine_v1_grapevine, 24);
 
 /**
+ * Participant -> coordinator commands; each is answered with PmOk or Error.
+ *
+ * @generated from message grapevine.v1.PmRegister
+ */
+export type PmRegister = Message<"grapevine.v1.PmRegister"> & {
+  /**
+   * @generated from field: string participant = 1;
+   */
+  participant: string;
+
+  /**
+   * Where the participant's receiver (thread-B) listens for deliveries.
+   *
+   * @generated from field: string host = 2;
+   */
+  host: string;
+
+  /**
+   * @generated from field: uint32 port = 3;
+   */
+  port: number;
+};
+
+/**
+ * Describes the message grapevine.v1.PmRegister.
+ * Use `create(PmRegisterSchema)` to create a new message.
+ */
+export const PmRegisterSchema: GenMessage<PmRegister> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 25);
+
+/**
+ * @generated from message grapevine.v1.PmDeregister
+ */
+export type PmDeregister = Message<"grapevine.v1.PmDeregister"> & {
+  /**
+   * @generated from field: string participant = 1;
+   */
+  participant: string;
+};
+
+/**
+ * Describes the message grapevine.v1.PmDeregister.
+ * Use `create(PmDeregisterSchema)` to create a new message.
+ */
+export const PmDeregisterSchema: GenMessage<PmDeregister> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 26);
+
+/**
+ * @generated from message grapevine.v1.PmDisconnect
+ */
+export type PmDisconnect = Message<"grapevine.v1.PmDisconnect"> & {
+  /**
+   * @generated from field: string participant = 1;
+   */
+  participant: string;
+};
+
+/**
+ * Describes the message grapevine.v1.PmDisconnect.
+ * Use `create(PmDisconnectSchema)` to create a new message.
+ */
+export const PmDisconnectSchema: GenMessage<PmDisconnect> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 27);
+
+/**
+ * @generated from message grapevine.v1.PmReconnect
+ */
+export type PmReconnect = Message<"grapevine.v1.PmReconnect"> & {
+  /**
+   * @generated from field: string participant = 1;
+   */
+  participant: string;
+
+  /**
+   * @generated from field: string host = 2;
+   */
+  host: string;
+
+  /**
+   * @generated from field: uint32 port = 3;
+   */
+  port: number;
+};
+
+/**
+ * Describes the message grapevine.v1.PmReconnect.
+ * Use `create(PmReconnectSchema)` to create a new message.
+ */
+export const PmReconnectSchema: GenMessage<PmReconnect> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 28);
+
+/**
+ * @generated from message grapevine.v1.PmSend
+ */
+export type PmSend = Message<"grapevine.v1.PmSend"> & {
+  /**
+   * @generated from field: string participant = 1;
+   */
+  participant: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message grapevine.v1.PmSend.
+ * Use `create(PmSendSchema)` to create a new message.
+ */
+export const PmSendSchema: GenMessage<PmSend> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 29);
+
+/**
+ * @generated from message grapevine.v1.PmOk
+ */
+export type PmOk = Message<"grapevine.v1.PmOk"> & {
+  /**
+   * For PmSend: the message's sequence number in the group.
+   *
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * Coordinator clock when it accepted the command (ms).
+   *
+   * @generated from field: uint64 accepted_ms = 2;
+   */
+  acceptedMs: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.PmOk.
+ * Use `create(PmOkSchema)` to create a new message.
+ */
+export const PmOkSchema: GenMessage<PmOk> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 30);
+
+/**
+ * @generated from message grapevine.v1.PmMessage
+ */
+export type PmMessage = Message<"grapevine.v1.PmMessage"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * @generated from field: uint64 accepted_ms = 3;
+   */
+  acceptedMs: bigint;
+
+  /**
+   * @generated from field: string sender = 4;
+   */
+  sender: string;
+};
+
+/**
+ * Describes the message grapevine.v1.PmMessage.
+ * Use `create(PmMessageSchema)` to create a new message.
+ */
+export const PmMessageSchema: GenMessage<PmMessage> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 31);
+
+/**
+ * Coordinator -> participant receiver: messages in ascending seq.
+ *
+ * @generated from message grapevine.v1.PmDeliver
+ */
+export type PmDeliver = Message<"grapevine.v1.PmDeliver"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.PmMessage messages = 1;
+   */
+  messages: PmMessage[];
+};
+
+/**
+ * Describes the message grapevine.v1.PmDeliver.
+ * Use `create(PmDeliverSchema)` to create a new message.
+ */
+export const PmDeliverSchema: GenMessage<PmDeliver> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 32);
+
+/**
+ * Participant receiver -> coordinator: everything up to `seq` is in the log.
+ *
+ * @generated from message grapevine.v1.PmAck
+ */
+export type PmAck = Message<"grapevine.v1.PmAck"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.PmAck.
+ * Use `create(PmAckSchema)` to create a new message.
+ */
+export const PmAckSchema: GenMessage<PmAck> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 33);
+
+/**
  * @generated from message grapevine.v1.Envelope
  */
 export type Envelope = Message<"grapevine.v1.Envelope"> & {
@@ -836,6 +1046,54 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
      */
     value: GossipEvent;
     case: "gossipEvent";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmRegister pm_register = 60;
+     */
+    value: PmRegister;
+    case: "pmRegister";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmDeregister pm_deregister = 61;
+     */
+    value: PmDeregister;
+    case: "pmDeregister";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmDisconnect pm_disconnect = 62;
+     */
+    value: PmDisconnect;
+    case: "pmDisconnect";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmReconnect pm_reconnect = 63;
+     */
+    value: PmReconnect;
+    case: "pmReconnect";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmSend pm_send = 64;
+     */
+    value: PmSend;
+    case: "pmSend";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmOk pm_ok = 65;
+     */
+    value: PmOk;
+    case: "pmOk";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmDeliver pm_deliver = 66;
+     */
+    value: PmDeliver;
+    case: "pmDeliver";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.PmAck pm_ack = 67;
+     */
+    value: PmAck;
+    case: "pmAck";
   } | { case: undefined; value?: undefined };
 };
 
@@ -844,7 +1102,7 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
  * Use `create(EnvelopeSchema)` to create a new message.
  */
 export const EnvelopeSchema: GenMessage<Envelope> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 25);
+  messageDesc(file_grapevine_v1_grapevine, 34);
 
 /**
  * @generated from enum grapevine.v1.MemberState
