@@ -12,15 +12,15 @@ Commands:
   kv           replicated cache (not implemented yet)
   lock         distributed locks (not implemented yet)
   gossip       gossip messaging: submit, get, list, watch (as gclient)
-  coordinator  persistent asynchronous multicast coordinator (not implemented yet)
-  participant  persistent asynchronous multicast participant (not implemented yet)
+  coordinator  persistent asynchronous multicast coordinator (as the coordinator binary)
+  participant  persistent asynchronous multicast participant (as the participant binary)
   mserver      print every line multicast to a group
   mclient      multicast lines to a group
 
 Exit status: 0 success, 1 operational failure, 2 bad usage or configuration.
 `;
 
-const LATER = new Set(['kv', 'lock', 'coordinator', 'participant']);
+const LATER = new Set(['kv', 'lock']);
 
 export async function grapevineMain(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -41,6 +41,10 @@ export async function grapevineMain(argv: string[]): Promise<number> {
       return (await import('./cmd-up.js')).upMain(rest);
     case 'gossip':
       return (await import('./cmd-gossip.js')).gossipMain(rest);
+    case 'coordinator':
+      return (await import('./coordinator.js')).coordinatorMain(rest);
+    case 'participant':
+      return (await import('./participant.js')).participantMain(rest);
     case 'mserver':
       return (await import('./mserver.js')).mserverMain(rest);
     case 'mclient':

@@ -1,0 +1,284 @@
+import { CoordinatorCore, COORDINATOR_DEFAULTS } from '../core/pmcast/coordinator.js';
+import type { PmCommand, PmEffect, PmResult } from '../core/pmcast/coordinator.js';
+import { PmStore } from '../store/pmcast-store.js';
+import type { StoredPmMessage } from '../store/pmcast-store.js';
+import type { Envelope } from '../wire/index.js';
+import { CONNECTION_LIMITS_DEFAULT } from './connection.js';
+import type { FramedConnection } from './connection.js';
+import { Listener } from './listener.js';
+import type { Logger } from './log.js';
+import { DeliverySession } from './pm-delivery.js';
+
+/**
+ * Seed 004's coordinator: one TCP port for participants' commands; a delivery
+ * session to every online member. Commands of one event-loop turn are
+ * applied to the core, written in one fsynced transaction (group commit), and
+ * only then acknowledged and acted on — so an acknowledged message survives a
+ * kill -9, and nothing is delivered that a crash could take back.
+ */
+export interface CoordinatorOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tdMs: number;
+  readonly dataDir: string;
+  readonly log: Logger;
+  readonly messageBytesMax?: number;
+}
+
+/** Recently accepted messages kept in memory so fan-out rarely reads the disk. */
+const RECENT_MAX = 65_536;
+const PURGE_INTERVAL_MS = 250;
+const DIAL_TIMEOUT_MS = 2_000;
+/**
+ * A disconnect or deregister waits (at most this long) until the member has
+ * acknowledged every message accepted before it: those were sent while it was
+ * online and are its to get "at once", whatever comes after (guarantee 1).
+ */
+const DRAIN_TIMEOUT_MS = 2_000;
+
+interface Draining {
+  readonly env: Envelope;
+  readonly conn: FramedConnection;
+  readonly cmd: PmCommand;
+  readonly targetSeq: number;
+  readonly timer: NodeJS.Timeout;
+}
+
+interface Pending {
+  readonly env: Envelope;
+  readonly conn: FramedConnection;
+  readonly result: PmResult;
+  readonly effects: PmEffect[];
+  readonly lastSeq: number;
+}
+
+export class CoordinatorServer {
+  private store!: PmStore;
+  private core!: CoordinatorCore;
+  private listener!: Listener;
+  private readonly sessions = new Map<string, DeliverySession>();
+  private readonly recent = new Map<number, StoredPmMessage>();
+  private pending: Pending[] = [];
+  private acks = new Map<string, number>();
+  private commitScheduled = false;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  private purgedSeq = 0;
+  private readonly draining = new Map<string, Draining>();
+
+  constructor(private readonly options: CoordinatorOptions) {}
+
+  async start(): Promise<void> {
+    this.store = PmStore.open(this.options.dataDir);
+    const state = this.store.load();
+    this.core = new CoordinatorCore(
+      { ...COORDINATOR_DEFAULTS, tdMs: this.options.tdMs, messageBytesMax: this.options.messageBytesMax ?? COORDINATOR_DEFAULTS.messageBytesMax },
+      state,
+    );
+    this.purgedSeq = (state.messages[0]?.seq ?? state.lastSeq + 1) - 1;
+    this.listener = new Listener({
+      host: this.options.host,
+      port: this.options.port,
+      me: () => ({ cluster: 'pmcast', id: 'coordinator', incarnation: 0, role: 'peer' }),
+      limits: CONNECTION_LIMITS_DEFAULT,
+      connectionsMax: 4_096,
+      inboundBudgetBytes: 64 * 1024 * 1024,
+      helloTimeoutMs: 5_000,
+      log: this.options.log.child({ component: 'listener' }),
+      clock: () => performance.now(),
+      onPeer: (_hello, conn) => conn.close({ kind: 'local', why: 'participants connect as clients' }),
+      onClient: (conn) => conn.on('envelope', (env) => this.onCommand(env, conn)),
+    });
+    await this.listener.start((err) => this.options.log.error({ err: err.message }, 'listener error'));
+    // Members online when we stopped are owed the rest: resume delivering at once.
+    for (const m of this.core.allMembers()) if (m.status === 'online') this.openSession(m.id, m.host, m.port);
+    this.purgeTimer = setInterval(() => this.purge(), PURGE_INTERVAL_MS);
+    this.options.log.info({ port: this.options.port, tdMs: this.options.tdMs, members: this.core.allMembers().length, lastSeq: state.lastSeq, retained: state.messages.length }, 'coordinator up');
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.purgeTimer);
+    for (const id of [...this.draining.keys()]) this.finishDrain(id);
+    this.commit();
+    for (const s of this.sessions.values()) s.close();
+    this.sessions.clear();
+    await this.listener.stop();
+    this.store.close();
+  }
+
+  private onCommand(env: Envelope, conn: FramedConnection): void {
+    const cmd = toCommand(env);
+    if (!cmd) {
+      conn.reply(env, { body: { case: 'error', value: { code: 'bad_request', message: `not a valid coordinator command: ${env.body.case ?? 'empty'}` } } });
+      return;
+    }
+    if ((cmd.kind === 'disconnect' || cmd.kind === 'deregister') && this.mustDrain(cmd.id)) {
+      if (this.draining.has(cmd.id)) {
+        conn.reply(env, { body: { case: 'error', value: { code: 'bad_request', message: `a ${cmd.kind} of ${cmd.id} is already in progress` } } });
+        return;
+      }
+      const timer = setTimeout(() => this.finishDrain(cmd.id), DRAIN_TIMEOUT_MS);
+      this.draining.set(cmd.id, { env, conn, cmd, targetSeq: this.core.lastSequence, timer });
+      return;
+    }
+    this.applyCommand(env, conn, cmd);
+  }
+
+  /** Online, reachable, and behind: its in-flight messages should land before it leaves. */
+  private mustDrain(id: string): boolean {
+    const m = this.core.member(id);
+    return m !== undefined && m.status === 'online' && m.ackedSeq < this.core.lastSequence && (this.sessions.get(id)?.connected ?? false);
+  }
+
+  private finishDrain(id: string): void {
+    const d = this.draining.get(id);
+    if (!d) return;
+    clearTimeout(d.timer);
+    this.draining.delete(id);
+    this.applyCommand(d.env, d.conn, d.cmd);
+  }
+
+  private applyCommand(env: Envelope, conn: FramedConnection, cmd: PmCommand): void {
+    const { result, effects } = this.core.apply(cmd, Date.now());
+    if (!result.ok) {
+      conn.reply(env, { body: { case: 'error', value: { code: result.code, message: result.message } } });
+      return;
+    }
+    for (const e of effects) {
+      if (e.kind === 'save-message') {
+        const m = { seq: e.seq, sender: e.sender, text: e.text, acceptedMs: e.acceptedMs };
+        this.recent.set(m.seq, m);
+        this.recent.delete(m.seq - RECENT_MAX);
+      }
+    }
+    this.pending.push({ env, conn, result, effects, lastSeq: this.core.lastSequence });
+    this.scheduleCommit();
+  }
+
+  private scheduleCommit(): void {
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    setImmediate(() => this.commit());
+  }
+
+  /** Group commit: one fsynced transaction, then acknowledgements, then the effects. */
+  private commit(): void {
+    this.commitScheduled = false;
+    const batch = this.pending;
+    const acks = this.acks;
+    if (batch.length === 0 && acks.size === 0) return;
+    this.pending = [];
+    this.acks = new Map();
+    const members = [];
+    const deletedMembers = [];
+    const messages = [];
+    for (const p of batch) {
+      for (const e of p.effects) {
+        if (e.kind === 'save-member') members.push(e.member);
+        else if (e.kind === 'delete-member') deletedMembers.push(e.id);
+        else if (e.kind === 'save-message') messages.push(this.recent.get(e.seq)!);
+      }
+    }
+    try {
+      this.store.commit({ members, deletedMembers, messages, acks: [...acks].map(([id, ackedSeq]) => ({ id, ackedSeq })) });
+    } catch (err) {
+      // Nothing of this batch was acknowledged; the coordinator cannot keep its promises any more.
+      this.options.log.fatal({ err: (err as Error).message }, 'coordinator store failed; exiting');
+      process.exit(1);
+    }
+    let fanout = false;
+    for (const p of batch) {
+      const ok = p.result.ok ? p.result : undefined;
+      const seq = p.effects.some((e) => e.kind === 'save-message') ? ok!.seq : p.lastSeq;
+      p.conn.reply(p.env, { body: { case: 'pmOk', value: { seq: BigInt(seq), acceptedMs: BigInt(ok!.acceptedMs) } } });
+      for (const e of p.effects) {
+        if (e.kind === 'connect') this.openSession(e.id, e.host, e.port);
+        else if (e.kind === 'disconnect') this.closeSession(e.id);
+        else if (e.kind === 'fanout') fanout = true;
+      }
+    }
+    if (fanout) for (const s of this.sessions.values()) s.pump();
+  }
+
+  private openSession(id: string, host: string, port: number): void {
+    this.closeSession(id);
+    this.sessions.set(
+      id,
+      new DeliverySession({
+        id,
+        host,
+        port,
+        log: this.options.log,
+        dialTimeoutMs: DIAL_TIMEOUT_MS,
+        ackedSeq: () => this.core.member(id)?.ackedSeq ?? Number.MAX_SAFE_INTEGER,
+        lastSeq: () => this.core.lastSequence,
+        load: (after, limit) => this.load(after, limit),
+        onAck: (seq) => {
+          const moved = this.core.ack(id, seq);
+          if (moved) {
+            this.acks.set(id, moved.ackedSeq);
+            this.scheduleCommit();
+            const d = this.draining.get(id);
+            if (d && moved.ackedSeq >= d.targetSeq) this.finishDrain(id);
+          }
+        },
+      }),
+    );
+  }
+
+  private closeSession(id: string): void {
+    this.sessions.get(id)?.close();
+    this.sessions.delete(id);
+  }
+
+  /** From memory when the whole range is recent, else from the store. */
+  private load(after: number, limit: number): StoredPmMessage[] {
+    const first = this.recent.get(after + 1);
+    if (first) {
+      const out: StoredPmMessage[] = [];
+      for (let seq = after + 1; out.length < limit; seq++) {
+        const m = this.recent.get(seq);
+        if (!m) break;
+        out.push(m);
+      }
+      return out;
+    }
+    return this.store.after(after, limit);
+  }
+
+  private purge(): void {
+    const upTo = this.core.purgeableUpTo(Date.now());
+    if (upTo <= this.purgedSeq) return;
+    this.store.purge(upTo);
+    this.core.purged(upTo);
+    for (let s = this.purgedSeq + 1; s <= upTo; s++) this.recent.delete(s);
+    this.purgedSeq = upTo;
+  }
+}
+
+/** Participant ids: non-empty, at most 64 characters, no white space or control characters. */
+const PARTICIPANT_ID = /^[\p{L}\p{N}\p{P}\p{S}]{1,64}$/u;
+
+function toCommand(env: Envelope): PmCommand | undefined {
+  const cmd = parseCommandBody(env);
+  if (!cmd || !PARTICIPANT_ID.test(cmd.id)) return undefined;
+  if ((cmd.kind === 'register' || cmd.kind === 'reconnect') && (!(cmd.port >= 1 && cmd.port <= 65_535) || cmd.host.length === 0 || cmd.host.length > 64)) return undefined;
+  return cmd;
+}
+
+function parseCommandBody(env: Envelope): PmCommand | undefined {
+  const b = env.body;
+  switch (b.case) {
+    case 'pmRegister':
+      return { kind: 'register', id: b.value.participant, host: b.value.host, port: b.value.port };
+    case 'pmDeregister':
+      return { kind: 'deregister', id: b.value.participant };
+    case 'pmDisconnect':
+      return { kind: 'disconnect', id: b.value.participant };
+    case 'pmReconnect':
+      return { kind: 'reconnect', id: b.value.participant, host: b.value.host, port: b.value.port };
+    case 'pmSend':
+      return { kind: 'msend', id: b.value.participant, text: b.value.text };
+    default:
+      return undefined;
+  }
+}

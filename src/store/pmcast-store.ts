@@ -1,0 +1,129 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { CoordinatorState, PmMember, PmStatus } from '../core/pmcast/coordinator.js';
+
+/**
+ * The coordinator's durable state (seed 004): the group's members with their
+ * delivery positions, and the messages of the last td seconds (plus those a
+ * member may still claim). SQLite in WAL mode with synchronous=FULL: a
+ * committed transaction is fsynced, so an acknowledged command survives a
+ * kill -9 and a power cut. The caller batches every command of one event-loop
+ * turn into one `commit` (group commit) and acknowledges only after it.
+ */
+export interface StoredPmMessage {
+  readonly seq: number;
+  readonly sender: string;
+  readonly text: string;
+  readonly acceptedMs: number;
+}
+
+export interface PmWrites {
+  readonly members: readonly PmMember[];
+  readonly deletedMembers: readonly string[];
+  readonly messages: readonly StoredPmMessage[];
+  /** Delivery positions that moved (acks): written in the same transaction, no caller waits on them. */
+  readonly acks: readonly { readonly id: string; readonly ackedSeq: number }[];
+}
+
+interface MemberRow {
+  id: string;
+  status: string;
+  host: string;
+  port: number;
+  joined_seq: number;
+  acked_seq: number;
+  offline_since_ms: number;
+}
+
+export class PmStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  private constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS members (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        joined_seq INTEGER NOT NULL,
+        acked_seq INTEGER NOT NULL,
+        offline_since_ms INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS messages (
+        seq INTEGER PRIMARY KEY,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        accepted_ms INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    `);
+    this.stmts = {
+      saveMember: this.db.prepare(
+        'INSERT OR REPLACE INTO members (id, status, host, port, joined_seq, acked_seq, offline_since_ms) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      deleteMember: this.db.prepare('DELETE FROM members WHERE id = ?'),
+      ack: this.db.prepare('UPDATE members SET acked_seq = max(acked_seq, ?) WHERE id = ?'),
+      saveMessage: this.db.prepare('INSERT INTO messages (seq, sender, text, accepted_ms) VALUES (?, ?, ?, ?)'),
+      setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)'),
+      getMeta: this.db.prepare<[string], { value: number }>('SELECT value FROM meta WHERE key = ?'),
+      members: this.db.prepare<[], MemberRow>('SELECT * FROM members'),
+      times: this.db.prepare<[], { seq: number; acceptedMs: number }>('SELECT seq, accepted_ms AS acceptedMs FROM messages ORDER BY seq'),
+      range: this.db.prepare<[number, number], { seq: number; sender: string; text: string; acceptedMs: number }>(
+        'SELECT seq, sender, text, accepted_ms AS acceptedMs FROM messages WHERE seq > ? ORDER BY seq LIMIT ?',
+      ),
+      purge: this.db.prepare('DELETE FROM messages WHERE seq <= ?'),
+    };
+  }
+
+  static open(dataDir: string): PmStore {
+    mkdirSync(dataDir, { recursive: true });
+    return new PmStore(join(dataDir, 'coordinator.db'));
+  }
+
+  /** Everything a restarted coordinator needs to rebuild its core. */
+  load(): CoordinatorState {
+    const members = this.stmts.members.all().map(
+      (r): PmMember => ({
+        id: r.id,
+        status: r.status as PmStatus,
+        host: r.host,
+        port: r.port,
+        joinedSeq: r.joined_seq,
+        ackedSeq: r.acked_seq,
+        offlineSinceMs: r.offline_since_ms,
+      }),
+    );
+    const messages = this.stmts.times.all();
+    const lastSeq = Math.max(this.stmts.getMeta.get('last_seq')?.value ?? 0, messages.at(-1)?.seq ?? 0);
+    return { members, lastSeq, messages };
+  }
+
+  /** One transaction, fsynced before it returns. */
+  commit(w: PmWrites): void {
+    this.db.transaction(() => {
+      for (const m of w.members) this.stmts.saveMember.run(m.id, m.status, m.host, m.port, m.joinedSeq, m.ackedSeq, m.offlineSinceMs);
+      for (const id of w.deletedMembers) this.stmts.deleteMember.run(id);
+      for (const m of w.messages) this.stmts.saveMessage.run(m.seq, m.sender, m.text, m.acceptedMs);
+      if (w.messages.length > 0) this.stmts.setMeta.run('last_seq', w.messages[w.messages.length - 1]!.seq);
+      for (const a of w.acks) this.stmts.ack.run(a.ackedSeq, a.id);
+    })();
+  }
+
+  /** Up to `limit` messages with seq > `after`, ascending. */
+  after(after: number, limit: number): StoredPmMessage[] {
+    return this.stmts.range.all(after, limit);
+  }
+
+  purge(upToSeq: number): number {
+    return this.stmts.purge.run(upToSeq).changes;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
