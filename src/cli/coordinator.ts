@@ -10,17 +10,20 @@ import { parseCli } from './args.js';
 import { OperationalError, UsageError, runMain } from './exit.js';
 import { readCoordinatorConfig } from './pm-config.js';
 
-const HELP = `Usage: coordinator CONFIG [--host IP] [--data-dir DIR] [--log-level LEVEL]
+const HELP = `Usage: coordinator CONFIG [--host IP] [--data-dir DIR] [--fsync] [--log-level LEVEL]
 
 Seed 004's multicast coordinator. CONFIG has two lines: the TCP port to listen
 on, and the persistence threshold td in seconds (a decimal number is allowed).
 It keeps the group, each member's delivery position and the messages of the
-last td seconds in SQLite under DIR (default: CONFIG's directory, CONFIG.data),
-fsynced before any command is acknowledged, so a restarted coordinator resumes
-where it stopped.
+last td seconds in SQLite under DIR (default: CONFIG's directory, CONFIG.data).
+A command is acknowledged only after it is committed (commands arriving
+together share one commit), so an acknowledged message survives a kill -9 and
+a restarted coordinator resumes where it stopped.
 
   --host IP          address to listen on (default 127.0.0.1)
   --data-dir DIR     durable store
+  --fsync            also flush each commit to the disk before acknowledging, so
+                     acknowledged messages survive a power cut (slower)
   --log-level LEVEL  trace|debug|info|warn|error|fatal|silent (default info; JSON on stderr)
 
 Exit status: 0 after SIGINT/SIGTERM; 1 when the port is taken or the store fails;
@@ -28,7 +31,7 @@ Exit status: 0 after SIGINT/SIGTERM; 1 when the port is taken or the store fails
 `;
 
 export async function coordinatorMain(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCli(argv, { host: { type: 'string' }, 'data-dir': { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, true);
+  const { values, positionals } = parseCli(argv, { host: { type: 'string' }, 'data-dir': { type: 'string' }, fsync: { type: 'boolean' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, true);
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -42,7 +45,7 @@ export async function coordinatorMain(argv: string[]): Promise<number> {
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   const dataDir = values['data-dir'] ?? join(dirname(resolve(path)), `${basename(path)}.data`);
   const log = createLogger(level, { component: 'coordinator' });
-  const server = new CoordinatorServer({ host, port: config.port, tdMs: config.tdMs, dataDir, log });
+  const server = new CoordinatorServer({ host, port: config.port, tdMs: config.tdMs, dataDir, log, fsync: values.fsync ?? false });
   try {
     await server.start();
   } catch (err) {

@@ -12,9 +12,10 @@ import { DeliverySession } from './pm-delivery.js';
 /**
  * Seed 004's coordinator: one TCP port for participants' commands; a delivery
  * session to every online member. Commands of one event-loop turn are
- * applied to the core, written in one fsynced transaction (group commit), and
- * only then acknowledged and acted on — so an acknowledged message survives a
- * kill -9, and nothing is delivered that a crash could take back.
+ * applied to the core, written in one transaction (group commit; fsynced with
+ * --fsync), and only then acknowledged and acted on — so an acknowledged
+ * message survives a kill -9, and nothing is delivered that a crash could take
+ * back.
  */
 export interface CoordinatorOptions {
   readonly host: string;
@@ -23,6 +24,8 @@ export interface CoordinatorOptions {
   readonly dataDir: string;
   readonly log: Logger;
   readonly messageBytesMax?: number;
+  /** Flush every group commit to the disk (power-loss durability), not only to the OS (kill -9 durability). */
+  readonly fsync: boolean;
 }
 
 /** Recently accepted messages kept in memory so fan-out rarely reads the disk. */
@@ -68,7 +71,7 @@ export class CoordinatorServer {
   constructor(private readonly options: CoordinatorOptions) {}
 
   async start(): Promise<void> {
-    this.store = PmStore.open(this.options.dataDir);
+    this.store = PmStore.open(this.options.dataDir, this.options.fsync);
     const state = this.store.load();
     this.core = new CoordinatorCore(
       { ...COORDINATOR_DEFAULTS, tdMs: this.options.tdMs, messageBytesMax: this.options.messageBytesMax ?? COORDINATOR_DEFAULTS.messageBytesMax },

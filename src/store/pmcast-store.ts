@@ -40,10 +40,10 @@ export class PmStore {
   private readonly db: Database.Database;
   private readonly stmts;
 
-  private constructor(path: string) {
+  private constructor(path: string, fsync: boolean) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma(`synchronous = ${fsync ? 'FULL' : 'NORMAL'}`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS members (
         id TEXT PRIMARY KEY,
@@ -80,9 +80,9 @@ export class PmStore {
     };
   }
 
-  static open(dataDir: string): PmStore {
+  static open(dataDir: string, fsync: boolean): PmStore {
     mkdirSync(dataDir, { recursive: true });
-    return new PmStore(join(dataDir, 'coordinator.db'));
+    return new PmStore(join(dataDir, 'coordinator.db'), fsync);
   }
 
   /** Everything a restarted coordinator needs to rebuild its core. */
@@ -103,7 +103,7 @@ export class PmStore {
     return { members, lastSeq, messages };
   }
 
-  /** One transaction, fsynced before it returns. */
+  /** One transaction; with fsync, flushed to the disk before it returns. */
   commit(w: PmWrites): void {
     this.db.transaction(() => {
       for (const m of w.members) this.stmts.saveMember.run(m.id, m.status, m.host, m.port, m.joinedSeq, m.ackedSeq, m.offlineSinceMs);
