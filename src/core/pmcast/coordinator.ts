@@ -6,14 +6,24 @@
  * is in its log or was never its to get. Delivery is always "every seq above
  * ackedSeq, in order", which gives the four guarantees of DESIGN.md:
  *   1. online or briefly offline: nothing is skipped (ackedSeq only moves on acks);
- *   2. offline longer than td: reconnect moves ackedSeq to just below the first
- *      message accepted in the last td ms (the "cut"), so exactly those come;
+ *   2. offline longer than td: reconnect skips what was accepted while it was
+ *      away and before the last td ms (the "cut"), so exactly the last td ms
+ *      come; what it was owed when it went offline (sent while it was online,
+ *      or during an earlier short absence, but not yet acknowledged) stays
+ *      owed: the skipped seqs are a range in `notOwed` until acks pass it;
  *   3. no duplicates: ackedSeq only grows, and the participant drops seqs it logged;
  *   4. register starts at the current last seq; deregister forgets the member.
  * A message may be purged once it is older than td and no member that could
- * still be owed it (online, or offline for at most td) is behind it.
+ * still be owed it (online, offline for at most td, or offline longer with
+ * messages from before its disconnect unacknowledged) is behind it.
  */
 export type PmStatus = 'online' | 'offline';
+
+/** Seqs fromSeq..toSeq, both included. */
+export interface PmSeqRange {
+  readonly fromSeq: number;
+  readonly toSeq: number;
+}
 
 export interface PmMember {
   readonly id: string;
@@ -25,6 +35,18 @@ export interface PmMember {
   readonly ackedSeq: number;
   /** Coordinator time it went offline (0 while online). */
   readonly offlineSinceMs: number;
+  /**
+   * The last seq when it last went offline: what it was owed up to there stays
+   * owed however long it is away. Absent (a member saved before this field
+   * existed): ackedSeq. Persist it with the member.
+   */
+  readonly offlineAfterSeq?: number;
+  /**
+   * Seq ranges above ackedSeq that are not its to get (accepted while it was
+   * away longer than td, before its td window), ascending; acks move past
+   * them. Absent or empty: none. Persist it with the member.
+   */
+  readonly notOwed?: readonly PmSeqRange[];
 }
 
 export type PmCommand =
@@ -116,7 +138,7 @@ export class CoordinatorCore {
       case 'disconnect': {
         if (!member) return fail('not_registered', `participant ${cmd.id} is not registered`);
         if (member.status !== 'online') return fail('not_online', `participant ${cmd.id} is already offline`);
-        const m: PmMember = { ...member, status: 'offline', offlineSinceMs: at };
+        const m: PmMember = { ...member, status: 'offline', offlineSinceMs: at, offlineAfterSeq: this.lastSeq };
         this.members.set(m.id, m);
         return { result: ok(), effects: [{ kind: 'save-member', member: m }, { kind: 'disconnect', id: m.id }] };
       }
@@ -124,12 +146,13 @@ export class CoordinatorCore {
         if (!member) return fail('not_registered', `participant ${cmd.id} is not registered`);
         // Reconnecting while we think it online is a participant that restarted: it is owed
         // everything above its acked seq, as if never gone.
-        let ackedSeq = member.ackedSeq;
+        let m: PmMember = { ...member, status: 'online', host: cmd.host, port: cmd.port, offlineSinceMs: 0 };
         if (member.status === 'offline' && at - member.offlineSinceMs > this.config.tdMs) {
-          // Away longer than td: only what was accepted in the last td ms (inclusive) is owed.
-          ackedSeq = Math.max(ackedSeq, this.firstSeqAtOrAfter(at - this.config.tdMs) - 1);
+          // Away longer than td: of what was accepted while it was away, only the last td ms
+          // (inclusive) is owed; what it was owed when it left still is.
+          const owedBefore = member.offlineAfterSeq ?? member.ackedSeq;
+          m = skipping(m, owedBefore + 1, this.firstSeqAtOrAfter(at - this.config.tdMs) - 1);
         }
-        const m: PmMember = { ...member, status: 'online', host: cmd.host, port: cmd.port, ackedSeq, offlineSinceMs: 0 };
         this.members.set(m.id, m);
         return { result: ok(), effects: [{ kind: 'save-member', member: m }, { kind: 'connect', id: m.id, host: m.host, port: m.port }] };
       }
@@ -151,7 +174,7 @@ export class CoordinatorCore {
   ack(id: string, seq: number): PmMember | undefined {
     const m = this.members.get(id);
     if (!m || seq <= m.ackedSeq || seq > this.lastSeq) return undefined;
-    const moved = { ...m, ackedSeq: seq };
+    const moved = skipping({ ...m, ackedSeq: seq }, 1, 0);
     this.members.set(id, moved);
     return moved;
   }
@@ -161,19 +184,28 @@ export class CoordinatorCore {
     const m = this.members.get(id);
     if (!m || m.status !== 'online') return [];
     const from = Math.max(afterSeq, m.ackedSeq) + 1;
+    const skips = m.notOwed ?? [];
+    let r = 0;
     const out: number[] = [];
-    for (let i = this.indexOfFirstSeqAtOrAbove(from); i < this.seqAt.length && out.length < limit; i++) out.push(this.seqAt[i]!);
+    for (let i = this.indexOfFirstSeqAtOrAbove(from); i < this.seqAt.length && out.length < limit; i++) {
+      const seq = this.seqAt[i]!;
+      while (r < skips.length && skips[r]!.toSeq < seq) r += 1;
+      const skip = skips[r];
+      if (skip && skip.fromSeq <= seq) i = this.indexOfFirstSeqAtOrAbove(skip.toSeq + 1) - 1;
+      else out.push(seq);
+    }
     return out;
   }
 
   /**
    * Highest seq that may be deleted now: older than td, and not owed to any
-   * member that could still claim it (online, or offline for at most td).
+   * member that could still claim it (online, offline for at most td, or
+   * offline longer but still owed messages from before it went offline).
    */
   purgeableUpTo(nowMs: number): number {
     let upTo = this.lastSeqBefore(nowMs - this.config.tdMs);
     for (const m of this.members.values()) {
-      const mayClaim = m.status === 'online' || nowMs - m.offlineSinceMs <= this.config.tdMs;
+      const mayClaim = m.status === 'online' || nowMs - m.offlineSinceMs <= this.config.tdMs || m.ackedSeq < (m.offlineAfterSeq ?? m.ackedSeq);
       if (mayClaim) upTo = Math.min(upTo, m.ackedSeq);
     }
     return upTo;
@@ -235,4 +267,19 @@ export class CoordinatorCore {
     }
     return lo;
   }
+}
+
+/**
+ * The member with seqs fromSeq..toSeq not owed (nothing when the range is
+ * empty), normalised: ranges at or below ackedSeq are dropped, and one that
+ * starts right above it moves ackedSeq to its end.
+ */
+function skipping(m: PmMember, fromSeq: number, toSeq: number): PmMember {
+  if (toSeq < fromSeq && !m.notOwed) return m;
+  const ranges = [...(m.notOwed ?? [])];
+  if (toSeq >= fromSeq) ranges.push({ fromSeq, toSeq });
+  let ackedSeq = m.ackedSeq;
+  while (ranges.length > 0 && ranges[0]!.fromSeq <= ackedSeq + 1) ackedSeq = Math.max(ackedSeq, ranges.shift()!.toSeq);
+  const { notOwed: _old, ...rest } = m;
+  return ranges.length > 0 ? { ...rest, ackedSeq, notOwed: ranges } : { ...rest, ackedSeq };
 }
