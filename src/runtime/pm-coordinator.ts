@@ -214,7 +214,7 @@ export class CoordinatorServer {
         dialTimeoutMs: DIAL_TIMEOUT_MS,
         ackedSeq: () => this.core.member(id)?.ackedSeq ?? Number.MAX_SAFE_INTEGER,
         lastSeq: () => this.core.lastSequence,
-        load: (after, limit) => this.load(after, limit),
+        load: (after, limit) => this.load(id, after, limit),
         onAck: (seq) => {
           const moved = this.core.ack(id, seq);
           if (moved) {
@@ -233,19 +233,27 @@ export class CoordinatorServer {
     this.sessions.delete(id);
   }
 
-  /** From memory when the whole range is recent, else from the store. */
-  private load(after: number, limit: number): StoredPmMessage[] {
-    const first = this.recent.get(after + 1);
-    if (first) {
-      const out: StoredPmMessage[] = [];
-      for (let seq = after + 1; out.length < limit; seq++) {
-        const m = this.recent.get(seq);
-        if (!m) break;
-        out.push(m);
+  /**
+   * What member `id` is owed above `after` (the core skips ranges that are not
+   * its), from memory when recent, else from the store in contiguous runs.
+   */
+  private load(id: string, after: number, limit: number): StoredPmMessage[] {
+    const seqs = this.core.owed(id, after, limit);
+    const out: StoredPmMessage[] = [];
+    let i = 0;
+    while (i < seqs.length) {
+      const cached = this.recent.get(seqs[i]!);
+      if (cached) {
+        out.push(cached);
+        i += 1;
+        continue;
       }
-      return out;
+      let j = i + 1;
+      while (j < seqs.length && seqs[j] === seqs[j - 1]! + 1 && !this.recent.has(seqs[j]!)) j += 1;
+      out.push(...this.store.after(seqs[i]! - 1, j - i));
+      i = j;
     }
-    return this.store.after(after, limit);
+    return out;
   }
 
   private purge(): void {

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { CoordinatorState, PmMember, PmStatus } from '../core/pmcast/coordinator.js';
+import type { CoordinatorState, PmMember, PmSeqRange, PmStatus } from '../core/pmcast/coordinator.js';
 
 /**
  * The coordinator's durable state (seed 004): the group's members with their
@@ -34,6 +34,8 @@ interface MemberRow {
   joined_seq: number;
   acked_seq: number;
   offline_since_ms: number;
+  offline_after_seq: number | null;
+  not_owed: string | null;
 }
 
 export class PmStore {
@@ -52,7 +54,9 @@ export class PmStore {
         port INTEGER NOT NULL,
         joined_seq INTEGER NOT NULL,
         acked_seq INTEGER NOT NULL,
-        offline_since_ms INTEGER NOT NULL
+        offline_since_ms INTEGER NOT NULL,
+        offline_after_seq INTEGER,
+        not_owed TEXT
       );
       CREATE TABLE IF NOT EXISTS messages (
         seq INTEGER PRIMARY KEY,
@@ -62,9 +66,13 @@ export class PmStore {
       );
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     `);
+    // Stores made before members kept their pre-disconnect position gain the columns.
+    const columns = new Set(this.db.prepare<[], { name: string }>('PRAGMA table_info(members)').all().map((c) => c.name));
+    if (!columns.has('offline_after_seq')) this.db.exec('ALTER TABLE members ADD COLUMN offline_after_seq INTEGER');
+    if (!columns.has('not_owed')) this.db.exec('ALTER TABLE members ADD COLUMN not_owed TEXT');
     this.stmts = {
       saveMember: this.db.prepare(
-        'INSERT OR REPLACE INTO members (id, status, host, port, joined_seq, acked_seq, offline_since_ms) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT OR REPLACE INTO members (id, status, host, port, joined_seq, acked_seq, offline_since_ms, offline_after_seq, not_owed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       deleteMember: this.db.prepare('DELETE FROM members WHERE id = ?'),
       ack: this.db.prepare('UPDATE members SET acked_seq = max(acked_seq, ?) WHERE id = ?'),
@@ -96,6 +104,8 @@ export class PmStore {
         joinedSeq: r.joined_seq,
         ackedSeq: r.acked_seq,
         offlineSinceMs: r.offline_since_ms,
+        ...(r.offline_after_seq === null ? {} : { offlineAfterSeq: r.offline_after_seq }),
+        ...(r.not_owed === null ? {} : { notOwed: JSON.parse(r.not_owed) as PmSeqRange[] }),
       }),
     );
     const messages = this.stmts.times.all();
@@ -106,7 +116,10 @@ export class PmStore {
   /** One transaction; with fsync, flushed to the disk before it returns. */
   commit(w: PmWrites): void {
     this.db.transaction(() => {
-      for (const m of w.members) this.stmts.saveMember.run(m.id, m.status, m.host, m.port, m.joinedSeq, m.ackedSeq, m.offlineSinceMs);
+      for (const m of w.members) {
+        const notOwed = m.notOwed && m.notOwed.length > 0 ? JSON.stringify(m.notOwed) : null;
+        this.stmts.saveMember.run(m.id, m.status, m.host, m.port, m.joinedSeq, m.ackedSeq, m.offlineSinceMs, m.offlineAfterSeq ?? null, notOwed);
+      }
       for (const id of w.deletedMembers) this.stmts.deleteMember.run(id);
       for (const m of w.messages) this.stmts.saveMessage.run(m.seq, m.sender, m.text, m.acceptedMs);
       if (w.messages.length > 0) this.stmts.setMeta.run('last_seq', w.messages[w.messages.length - 1]!.seq);
