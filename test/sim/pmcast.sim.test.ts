@@ -7,20 +7,14 @@ import assert from 'node:assert/strict';
 import { runPmcastScenario } from '../../src/sim/pmcast-scenario.js';
 import type { PmScenarioResult } from '../../src/sim/pmcast-scenario.js';
 import { pmcastScenarios } from './pmcast-scenarios.js';
+import { selectSeeds } from './seeds.js';
 
 const SEEDS_DEFAULT = 300;
 const REPLAY = 'node --import tsx --test test/sim/pmcast.sim.test.ts';
 
-function parseCount(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a whole number >= 0, got "${text}"`);
-  return n;
-}
-
+const seeds = selectSeeds(SEEDS_DEFAULT);
+// Replaying one seed skips the hand-written scenarios and the coverage checks.
 const only = process.env.SEED;
-const seeds = only !== undefined
-  ? [parseCount('SEED', only)]
-  : Array.from({ length: parseCount('SEEDS', process.env.SEEDS ?? String(SEEDS_DEFAULT)) }, (_, i) => i + 1);
 
 function report(r: PmScenarioResult): string {
   return [
