@@ -66,6 +66,13 @@ export class CoordinatorServer {
   private commitScheduled = false;
   private purgeTimer: NodeJS.Timeout | undefined;
   private purgedSeq = 0;
+  /**
+   * The last seq of the store: delivery never goes beyond it. A message is in
+   * the core (and `recent`) from its msend on, but delivered before its commit
+   * a crash could take it back, and the restarted coordinator would give its
+   * seq to another message, which the participant then drops as already logged.
+   */
+  private committedSeq = 0;
   private readonly draining = new Map<string, Draining>();
 
   constructor(private readonly options: CoordinatorOptions) {}
@@ -78,6 +85,7 @@ export class CoordinatorServer {
       state,
     );
     this.purgedSeq = (state.messages[0]?.seq ?? state.lastSeq + 1) - 1;
+    this.committedSeq = state.lastSeq;
     this.listener = new Listener({
       host: this.options.host,
       port: this.options.port,
@@ -171,6 +179,8 @@ export class CoordinatorServer {
     if (batch.length === 0 && acks.size === 0) return;
     this.pending = [];
     this.acks = new Map();
+    // Every message applied so far is in this batch (or an earlier one).
+    const upToSeq = this.core.lastSequence;
     const members = [];
     const deletedMembers = [];
     const messages = [];
@@ -188,6 +198,7 @@ export class CoordinatorServer {
       this.options.log.fatal({ err: (err as Error).message }, 'coordinator store failed; exiting');
       process.exit(1);
     }
+    this.committedSeq = upToSeq;
     let fanout = false;
     for (const p of batch) {
       const ok = p.result.ok ? p.result : undefined;
@@ -213,7 +224,7 @@ export class CoordinatorServer {
         log: this.options.log,
         dialTimeoutMs: DIAL_TIMEOUT_MS,
         ackedSeq: () => this.core.member(id)?.ackedSeq ?? Number.MAX_SAFE_INTEGER,
-        lastSeq: () => this.core.lastSequence,
+        lastSeq: () => this.committedSeq,
         load: (after, limit) => this.load(id, after, limit),
         onAck: (seq) => {
           const moved = this.core.ack(id, seq);
@@ -239,6 +250,8 @@ export class CoordinatorServer {
    */
   private load(id: string, after: number, limit: number): StoredPmMessage[] {
     const seqs = this.core.owed(id, after, limit);
+    const committed = seqs.findIndex((seq) => seq > this.committedSeq);
+    if (committed >= 0) seqs.length = committed;
     const out: StoredPmMessage[] = [];
     let i = 0;
     while (i < seqs.length) {
