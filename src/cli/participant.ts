@@ -70,6 +70,9 @@ export async function participantMain(argv: string[]): Promise<number> {
     if (parsed.command.kind === 'quit') break;
   }
   await participant.close();
+  // Leaving the loop on `quit` does not release standard input: while its writer
+  // keeps it open (a terminal, a pipe) the process would not exit.
+  process.stdin.destroy();
   return 0;
 }
 

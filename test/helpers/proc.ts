@@ -48,10 +48,10 @@ export class Proc {
     readonly label: string,
     command: string,
     args: readonly string[],
-    options: { cwd?: string; env?: NodeJS.ProcessEnv; linesMax?: number } = {},
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; linesMax?: number; stdin?: 'ignore' | 'pipe' } = {},
   ) {
     const linesMax = options.linesMax ?? LINES_MAX_DEFAULT;
-    this.child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'] });
     if (this.child.pid === undefined) throw new Error(`${label}: spawn failed`);
     this.pid = this.child.pid;
     live.add(this);
@@ -150,7 +150,7 @@ process.once('exit', () => {
 });
 
 /** Spawns `node SCRIPT ...args`; killed (-9) in t.after. */
-export function spawnNodeScript(t: TestContext, label: string, script: string, args: readonly string[], options: { linesMax?: number } = {}): Proc {
+export function spawnNodeScript(t: TestContext, label: string, script: string, args: readonly string[], options: { linesMax?: number; stdin?: 'ignore' | 'pipe' } = {}): Proc {
   const p = new Proc(label, process.execPath, [script, ...args], options);
   t.after(() => p.kill9());
   return p;
