@@ -200,6 +200,14 @@ export class CoordinatorServer {
     }
     this.committedSeq = upToSeq;
     let fanout = false;
+    // The answers of a batch leave in one write per connection, not one system call each.
+    const corked = new Set<FramedConnection>();
+    for (const p of batch) {
+      if (!corked.has(p.conn)) {
+        corked.add(p.conn);
+        p.conn.socket.cork();
+      }
+    }
     for (const p of batch) {
       const ok = p.result.ok ? p.result : undefined;
       const seq = p.effects.some((e) => e.kind === 'save-message') ? ok!.seq : p.lastSeq;
@@ -210,6 +218,7 @@ export class CoordinatorServer {
         else if (e.kind === 'fanout') fanout = true;
       }
     }
+    for (const conn of corked) conn.socket.uncork();
     if (fanout) for (const s of this.sessions.values()) s.pump();
   }
 

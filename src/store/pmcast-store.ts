@@ -41,6 +41,8 @@ interface MemberRow {
 export class PmStore {
   private readonly db: Database.Database;
   private readonly stmts;
+  /** Built once: better-sqlite3's transaction() wrapper is costly to make per commit. */
+  private readonly commitTransaction: (w: PmWrites) => void;
 
   private constructor(path: string, fsync: boolean) {
     this.db = new Database(path);
@@ -86,6 +88,16 @@ export class PmStore {
       ),
       purge: this.db.prepare('DELETE FROM messages WHERE seq <= ?'),
     };
+    this.commitTransaction = this.db.transaction((w: PmWrites) => {
+      for (const m of w.members) {
+        const notOwed = m.notOwed && m.notOwed.length > 0 ? JSON.stringify(m.notOwed) : null;
+        this.stmts.saveMember.run(m.id, m.status, m.host, m.port, m.joinedSeq, m.ackedSeq, m.offlineSinceMs, m.offlineAfterSeq ?? null, notOwed);
+      }
+      for (const id of w.deletedMembers) this.stmts.deleteMember.run(id);
+      for (const m of w.messages) this.stmts.saveMessage.run(m.seq, m.sender, m.text, m.acceptedMs);
+      if (w.messages.length > 0) this.stmts.setMeta.run('last_seq', w.messages[w.messages.length - 1]!.seq);
+      for (const a of w.acks) this.stmts.ack.run(a.ackedSeq, a.id);
+    });
   }
 
   static open(dataDir: string, fsync: boolean): PmStore {
@@ -115,16 +127,7 @@ export class PmStore {
 
   /** One transaction; with fsync, flushed to the disk before it returns. */
   commit(w: PmWrites): void {
-    this.db.transaction(() => {
-      for (const m of w.members) {
-        const notOwed = m.notOwed && m.notOwed.length > 0 ? JSON.stringify(m.notOwed) : null;
-        this.stmts.saveMember.run(m.id, m.status, m.host, m.port, m.joinedSeq, m.ackedSeq, m.offlineSinceMs, m.offlineAfterSeq ?? null, notOwed);
-      }
-      for (const id of w.deletedMembers) this.stmts.deleteMember.run(id);
-      for (const m of w.messages) this.stmts.saveMessage.run(m.seq, m.sender, m.text, m.acceptedMs);
-      if (w.messages.length > 0) this.stmts.setMeta.run('last_seq', w.messages[w.messages.length - 1]!.seq);
-      for (const a of w.acks) this.stmts.ack.run(a.ackedSeq, a.id);
-    })();
+    this.commitTransaction(w);
   }
 
   /** Up to `limit` messages with seq > `after`, ascending. */
