@@ -36,7 +36,9 @@ import { rssMiB, txCounters } from './lib/host-stats.js';
 import { writeSection } from './lib/results-md.js';
 import { enableMdns, ensureSerf, startSerf, writeHandlerScript } from './lib/serf.js';
 import type { SerfAgent } from './lib/serf.js';
-import { max, median, min, present, ratio, round } from './lib/stats.js';
+import { max, median, min, present, round } from './lib/stats.js';
+import { mdTable, row, textTable } from './lib/table.js';
+import type { Row } from './lib/table.js';
 
 const N = 16;
 const GV_PORT = 7000;
@@ -542,23 +544,6 @@ function fmtInt(x: number | null | undefined): string {
   return x === null || x === undefined ? 'n/a' : String(Math.round(x));
 }
 
-function fmtRatio(x: number | null): string {
-  return x === null ? '—' : x.toFixed(2);
-}
-
-interface Row {
-  readonly metric: string;
-  readonly ours: string;
-  readonly serf: string;
-  readonly ratio: string;
-  readonly goal: string;
-}
-
-function row(metric: string, ours: number | null, theirs: number | null, fmt: (x: number | null) => string, goal?: { limit: number; text: string }): Row {
-  const met = goal && ours !== null ? (ours <= goal.limit ? ' — met' : ' — MISSED') : goal ? ' — not measured' : '';
-  return { metric, ours: fmt(ours), serf: fmt(theirs), ratio: fmtRatio(ratio(ours, theirs)), goal: goal ? `${goal.text}${met}` : '' };
-}
-
 function rows(gv: SystemResult, sf: SystemResult, fp: FpResult): Row[] {
   const mib = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(1)} MiB`);
   const bps = (x: number | null): string => (x === null ? 'n/a' : `${Math.round(x)} B/s`);
@@ -585,23 +570,6 @@ function rows(gv: SystemResult, sf: SystemResult, fp: FpResult): Row[] {
     row(`RSS per node, max`, gv.idle.rssMiB.max, sf.idle.rssMiB.max, mib, { limit: RSS_GOAL_MIB, text: '<= 80 MB (76.3 MiB)' }),
     row(`RSS per node after the false-positive run, max`, fp.grapevine.rssAfterMiB.max, fp.serf.rssAfterMiB.max, mib, { limit: RSS_GOAL_MIB, text: '<= 80 MB (76.3 MiB)' }),
   ];
-}
-
-function textTable(rs: readonly Row[]): string {
-  const head: Row = { metric: 'metric', ours: 'grapevine', serf: 'serf', ratio: 'ours/serf', goal: 'goal (grapevine)' };
-  const all = [head, ...rs];
-  const w = (k: keyof Row): number => Math.max(...all.map((r) => r[k].length));
-  const line = (r: Row): string => `${r.metric.padEnd(w('metric'))}  ${r.ours.padStart(w('ours'))}  ${r.serf.padStart(w('serf'))}  ${r.ratio.padStart(w('ratio'))}  ${r.goal}`;
-  return [line(head), '-'.repeat(line(head).length), ...rs.map(line)].join('\n');
-}
-
-function mdTable(rs: readonly Row[]): string {
-  const esc = (s: string): string => s.replace(/\|/g, '\\|');
-  return [
-    '| metric | grapevine | serf | ours/serf | goal (grapevine) |',
-    '| --- | ---: | ---: | ---: | --- |',
-    ...rs.map((r) => `| ${esc(r.metric.trim())} | ${r.ours} | ${r.serf} | ${r.ratio} | ${r.goal} |`),
-  ].join('\n');
 }
 
 function markdown(date: string, runMinutes: number, machine: MachineInfo, loadAtStart: string, rs: readonly Row[], gv: SystemResult, sf: SystemResult, fp: FpResult, baseline: IdleResult, jsonPath: string): string {

@@ -24,3 +24,16 @@ export async function rssMiB(pid: number): Promise<number | null> {
     return null;
   }
 }
+
+/** CPU time (user + system) a process has used so far, in seconds, or null when it is gone. */
+export async function cpuSeconds(pid: number): Promise<number | null> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the whole line (1-based): 12 and 13 here; clock ticks of 1/100 s.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}

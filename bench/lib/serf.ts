@@ -25,7 +25,7 @@ import { onLines, running } from './lines.js';
 export const SERF_PORT = 7946;
 const DISCOVER_NAME = 'gvbench';
 
-export type SerfEventKind = 'join' | 'failed' | 'leave' | 'suspect' | 'start';
+export type SerfEventKind = 'join' | 'failed' | 'leave' | 'suspect' | 'start' | 'user';
 
 export interface SerfEvent {
   readonly kind: SerfEventKind;
@@ -47,11 +47,15 @@ const PATTERNS: [SerfEventKind, RegExp][] = [
   ['leave', /serf: EventMemberLeave: (\S+)/],
   ['suspect', /memberlist: Suspect (\S+) has failed/],
   ['start', /agent: Serf agent starting/],
+  // The agent's event loop logs every event it takes from serf, before it runs any handler.
+  ['user', /agent: Received event: user-event: (\S+)/],
 ];
 
 export class SerfAgent {
   readonly events: SerfEvent[] = [];
   readonly errors: string[] = [];
+  /** User events by name: the arrival time of the agent's first 'Received event: user-event' line. */
+  readonly userEvents = new Map<string, number>();
 
   constructor(
     readonly hostIndex: number,
@@ -63,6 +67,11 @@ export class SerfAgent {
       for (const [kind, re] of PATTERNS) {
         const m = re.exec(line);
         if (m) {
+          if (kind === 'user') {
+            // Indexed, not listed: the gossip bench sends thousands of them.
+            if (!this.userEvents.has(m[1]!)) this.userEvents.set(m[1]!, at);
+            return;
+          }
           this.events.push({ kind, member: m[1] ?? name, at });
           return;
         }
@@ -135,6 +144,17 @@ export class SerfAgent {
   handlerFirst(event: string, member: string, sinceMs: number): number | undefined {
     return this.handlerEvents().find((e) => e.event === event && e.at >= sinceMs && e.members.includes(member))?.at;
   }
+
+  /** The user-event handler's record (see writeUserEventHandlerScript): name → first `date +%s%N` in epoch ms. */
+  userHandlerTimes(): Map<string, number> {
+    const out = new Map<string, number>();
+    if (!existsSync(this.handlerFile)) return out;
+    for (const line of readFileSync(this.handlerFile, 'utf8').split('\n')) {
+      const m = /^U (\d+) (\S+)$/.exec(line);
+      if (m && !out.has(m[2]!)) out.set(m[2]!, Number(BigInt(m[1]!) / 1000n) / 1000);
+    }
+    return out;
+  }
 }
 
 /** serf's version; installs Debian's package first when serf is missing. */
@@ -192,7 +212,21 @@ export function writeHandlerScript(path: string): string {
   return path;
 }
 
-export function startSerf(lab: Lab, hostIndex: number, name: string, handlerScript: string, handlerFile: string): SerfAgent {
+/**
+ * The user-event handler script: `handler.sh FILE` appends "U <ns> <event name>", then the
+ * payload from stdin and a newline (the payload never starts with "U ").
+ */
+export function writeUserEventHandlerScript(path: string): string {
+  writeFileSync(path, '#!/bin/sh\n{ printf \'U %s %s\\n\' "$(date +%s%N)" "$SERF_USER_EVENT"; cat; echo; } >> "$1"\n', { mode: 0o755 });
+  return path;
+}
+
+export interface SerfStartOptions {
+  /** The events the handler runs for (serf's -event-handler filter); default member-join,member-failed,member-leave. */
+  readonly handlerEvents?: string;
+}
+
+export function startSerf(lab: Lab, hostIndex: number, name: string, handlerScript: string, handlerFile: string, opts: SerfStartOptions = {}): SerfAgent {
   const ip = lab.host(hostIndex).ip;
   const proc = lab.spawn(hostIndex, [
     'serf', 'agent',
@@ -202,7 +236,7 @@ export function startSerf(lab: Lab, hostIndex: number, name: string, handlerScri
     `-discover=${DISCOVER_NAME}`,
     '-rpc-addr=127.0.0.1:7373',
     '-log-level=info',
-    `-event-handler=member-join,member-failed,member-leave=${handlerScript} ${handlerFile}`,
+    `-event-handler=${opts.handlerEvents ?? 'member-join,member-failed,member-leave'}=${handlerScript} ${handlerFile}`,
   ]);
   if (proc.pid === undefined) throw new Error(`could not start serf in ${lab.host(hostIndex).ns}`);
   return new SerfAgent(hostIndex, name, proc, handlerFile);

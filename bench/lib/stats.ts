@@ -31,3 +31,19 @@ export function ratio(ours: number | null, theirs: number | null): number | null
   if (ours === null || theirs === null || theirs === 0) return null;
   return ours / theirs;
 }
+
+/**
+ * The p-th percentile (0 < p <= 100) by nearest rank: the smallest value with at
+ * least p % of the sample at or below it. Infinity counts (a message that never
+ * arrived is slower than every one that did).
+ */
+export function percentile(xs: readonly number[], p: number): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
+  return s[rank - 1]!;
+}
+
+export function mean(xs: readonly number[]): number | null {
+  return xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
