@@ -5,7 +5,7 @@ import type { StreamDigest } from '../core/gossip/streams.js';
 import { GossipStore, RETENTION_DEFAULTS } from '../store/gossip-store.js';
 import type { RetentionPolicy, StoredMessage } from '../store/gossip-store.js';
 import { encodeEnvelopeFrame } from '../wire/index.js';
-import type { Envelope } from '../wire/index.js';
+import type { Envelope, GossipMessage as WireMessage } from '../wire/index.js';
 import type { FramedConnection } from './connection.js';
 import { digestFromWire, digestToWire, messageFromWire, messageToWire } from './gossip-codec.js';
 import type { Logger } from './log.js';
@@ -66,6 +66,8 @@ interface PendingWrite {
 }
 
 const PURGE_INTERVAL_MS = 60_000;
+/** Flooded messages per frame stop at about this many bytes (the frame limit is 4 MiB). */
+const BATCH_FRAME_BYTES_MAX = 1024 * 1024;
 
 export class GossipService implements Service {
   readonly name = 'gossip';
@@ -156,6 +158,9 @@ export class GossipService implements Service {
       case 'gossip':
         this.receive(peerId, env.body.value.message);
         return true;
+      case 'gossipBatch':
+        for (const m of env.body.value.messages) this.receive(peerId, m);
+        return true;
       case 'syncRequest':
         this.answerSync(peerId, env, conn);
         return true;
@@ -226,22 +231,45 @@ export class GossipService implements Service {
     }
     this.version += 1;
     const neighbours = this.options.neighbours();
+    const outbox = new Map<string, WireMessage[]>();
     for (const w of batch) {
-      this.flood(w.message, neighbours);
+      this.flood(w.message, neighbours, outbox);
       w.onDone?.();
       if (this.watchers.size > 0) {
         const stored = { ...w.message, rowid: 0, receivedMs: w.receivedMs };
         for (const listener of this.watchers) listener(stored);
       }
     }
+    for (const [peer, messages] of outbox) this.sendBatch(peer, messages);
   }
 
-  private flood(message: GossipMessage, neighbours: readonly string[]): void {
+  /** Queues `message` for every neighbour not on its path (with our id appended). */
+  private flood(message: GossipMessage, neighbours: readonly string[], outbox: Map<string, WireMessage[]>): void {
     const { to, message: out } = this.core!.forward(message, neighbours);
     if (to.length === 0) return;
-    // Encoded once, written to each neighbour: the hot path of dissemination.
-    const frame = encodeEnvelopeFrame({ body: { case: 'gossip', value: { message: messageToWire(out) } } });
-    for (const peer of to) this.options.connection(peer)?.sendFrame(frame);
+    // Converted once, shared by every neighbour's batch.
+    const wire = messageToWire(out);
+    for (const peer of to) {
+      const queue = outbox.get(peer);
+      if (queue) queue.push(wire);
+      else outbox.set(peer, [wire]);
+    }
+  }
+
+  /** One frame per neighbour per flush (split so no frame nears the frame limit). */
+  private sendBatch(peer: string, messages: readonly WireMessage[]): void {
+    const conn = this.options.connection(peer);
+    if (!conn) return;
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < messages.length; i++) {
+      bytes += messages[i]!.text.length * 3 + 64;
+      if (bytes >= BATCH_FRAME_BYTES_MAX || i === messages.length - 1) {
+        conn.sendFrame(encodeEnvelopeFrame({ body: { case: 'gossipBatch', value: { messages: messages.slice(start, i + 1) } } }));
+        start = i + 1;
+        bytes = 0;
+      }
+    }
   }
 
   /**

@@ -75,7 +75,10 @@ export class GossipMonitor implements GossipListener {
     if (verdict.kind === 'duplicate') this.counts.duplicates += 1;
     if (verdict.kind === 'invalid') this.counts.invalid += 1;
     if (corrupted && verdict.kind === 'invalid') this.counts.corruptRefused += 1;
-    if (corrupted && verdict.kind !== 'invalid') this.fail(nowMs, 'refuse-corrupt', `${nodeId} judged corrupted ${describe(m)} ${verdict.kind}`);
+    // A corrupted copy must never be taken as new. One whose (origin, incarnation,
+    // seq) the node already holds is dropped as a duplicate before any hashing,
+    // which is as good as refusing it: nothing is stored either way.
+    if (corrupted && verdict.kind === 'new') this.fail(nowMs, 'refuse-corrupt', `${nodeId} took corrupted ${describe(m)} as new`);
     if (!corrupted && verdict.kind === 'invalid') this.fail(nowMs, 'accept-intact', `${nodeId} refused intact ${describe(m)}: ${verdict.reason}`);
   }
 

@@ -83,7 +83,12 @@ export class GossipCore {
 
   /** Judges a message from a peer; a new one is recorded as held (the runtime must store it). */
   receive(message: GossipMessage): ReceiveVerdict {
-    const invalid = this.validate(message);
+    const badFields = this.validateFields(message);
+    if (badFields) return { kind: 'invalid', reason: badFields };
+    // Flooding delivers most messages two or three times: drop the repeats
+    // before hashing. (A forged copy of a seq we hold is dropped either way.)
+    if (this.streams.get(streamKey(message.origin, message.incarnation))?.has(message.seq)) return { kind: 'duplicate' };
+    const invalid = this.validateContent(message);
     if (invalid) return { kind: 'invalid', reason: invalid };
     const stream = this.stream(message.origin, message.incarnation);
     if (!stream) return { kind: 'invalid', reason: `more than ${this.config.streamsMax} streams` };
@@ -155,11 +160,15 @@ export class GossipCore {
     return s;
   }
 
-  private validate(m: GossipMessage): string | undefined {
+  private validateFields(m: GossipMessage): string | undefined {
     if (!Number.isSafeInteger(m.seq) || m.seq < 1) return `bad seq ${m.seq}`;
     if (!Number.isSafeInteger(m.incarnation) || m.incarnation < 0) return `bad incarnation ${m.incarnation}`;
     // A node id, so never a NUL: an origin with one could forge another message's id (messageId's separators).
     if (!isValidNodeId(m.origin)) return 'bad origin';
+    return undefined;
+  }
+
+  private validateContent(m: GossipMessage): string | undefined {
     const problem = checkText(m.text, this.config.messageBytesMax);
     if (problem) return problem.code === 'empty' ? 'empty text' : `text of ${problem.bytes} bytes over ${problem.maxBytes}`;
     if (m.id !== messageId(this.config.sha256, m.origin, m.incarnation, m.seq, m.text)) return 'id does not match the content';

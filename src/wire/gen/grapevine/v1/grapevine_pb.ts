@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file grapevine/v1/grapevine.proto.
  */
 export const file_grapevine_v1_grapevine: GenFile = /*@__PURE__*/
-  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IsoBCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEEg0KBWxpbmtzGAcgAygJEhcKD2xpbmtzX2Nvbm5lY3RlZBgIIAMoCRIQCghtZXNzYWdlcxgJIAEoBCIxCgtKb2luUmVxdWVzdBIiCgRzZWxmGAEgASgLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiI1CgxKb2luUmVzcG9uc2USJQoHbWVtYmVycxgBIAMoCzIULmdyYXBldmluZS52MS5CZWFjb24iFwoEUGluZxIPCgdzZW50X21zGAEgASgEIhcKBFBvbmcSDwoHc2VudF9tcxgBIAEoBCImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkifQoNR29zc2lwTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZvcmlnaW4YAiABKAkSEwoLaW5jYXJuYXRpb24YAyABKAQSCwoDc2VxGAQgASgEEgwKBHRleHQYBSABKAkSEgoKY3JlYXRlZF9tcxgGIAEoBBIMCgRwYXRoGAcgAygJIjYKBkdvc3NpcBIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiTwoMU3RyZWFtRGlnZXN0Eg4KBm9yaWdpbhgBIAEoCRITCgtpbmNhcm5hdGlvbhgCIAEoBBILCgNod20YAyABKAQSDQoFYWJvdmUYBCADKAQiOgoLU3luY1JlcXVlc3QSKwoHc3RyZWFtcxgBIAMoCzIaLmdyYXBldmluZS52MS5TdHJlYW1EaWdlc3QieAoMU3luY1Jlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbW9yZRgCIAEoCBIrCgdzdHJlYW1zGAMgAygLMhouZ3JhcGV2aW5lLnYxLlN0cmVhbURpZ2VzdCIdCg1TdWJtaXRSZXF1ZXN0EgwKBHRleHQYASABKAkiHAoOU3VibWl0UmVzcG9uc2USCgoCaWQYASABKAkiGAoKR2V0UmVxdWVzdBIKCgJpZBgBIAEoCSI7CgtHZXRSZXNwb25zZRIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiKwoLTGlzdFJlcXVlc3QSDQoFYWZ0ZXIYASABKAQSDQoFbGltaXQYAiABKA0iWQoMTGlzdFJlc3BvbnNlEi0KCG1lc3NhZ2VzGAEgAygLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2USDAoEbmV4dBgCIAEoBBIMCgRtb3JlGAMgASgIIg4KDFdhdGNoUmVxdWVzdCIPCg1XYXRjaFJlc3BvbnNlIjsKC0dvc3NpcEV2ZW50EiwKB21lc3NhZ2UYASABKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSI9CgpQbVJlZ2lzdGVyEhMKC3BhcnRpY2lwYW50GAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDSIjCgxQbURlcmVnaXN0ZXISEwoLcGFydGljaXBhbnQYASABKAkiIwoMUG1EaXNjb25uZWN0EhMKC3BhcnRpY2lwYW50GAEgASgJIj4KC1BtUmVjb25uZWN0EhMKC3BhcnRpY2lwYW50GAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDSIrCgZQbVNlbmQSEwoLcGFydGljaXBhbnQYASABKAkSDAoEdGV4dBgCIAEoCSIoCgRQbU9rEgsKA3NlcRgBIAEoBBITCgthY2NlcHRlZF9tcxgCIAEoBCJLCglQbU1lc3NhZ2USCwoDc2VxGAEgASgEEgwKBHRleHQYAiABKAkSEwoLYWNjZXB0ZWRfbXMYAyABKAQSDgoGc2VuZGVyGAQgASgJIjYKCVBtRGVsaXZlchIpCghtZXNzYWdlcxgBIAMoCzIXLmdyYXBldmluZS52MS5QbU1lc3NhZ2UiFAoFUG1BY2sSCwoDc2VxGAEgASgEIoELCghFbnZlbG9wZRISCgpyZXF1ZXN0X2lkGAEgASgNEhAKCHJlc3BvbnNlGAIgASgIEiQKBWhlbGxvGAogASgLMhMuZ3JhcGV2aW5lLnYxLkhlbGxvSAASJAoFZXJyb3IYCyABKAsyEy5ncmFwZXZpbmUudjEuRXJyb3JIABIiCgRwaW5nGAwgASgLMhIuZ3JhcGV2aW5lLnYxLlBpbmdIABIiCgRwb25nGA0gASgLMhIuZ3JhcGV2aW5lLnYxLlBvbmdIABI1Cg5zdGF0dXNfcmVxdWVzdBgUIAEoCzIbLmdyYXBldmluZS52MS5TdGF0dXNSZXF1ZXN0SAASNwoPc3RhdHVzX3Jlc3BvbnNlGBUgASgLMhwuZ3JhcGV2aW5lLnYxLlN0YXR1c1Jlc3BvbnNlSAASMQoMam9pbl9yZXF1ZXN0GBYgASgLMhkuZ3JhcGV2aW5lLnYxLkpvaW5SZXF1ZXN0SAASMwoNam9pbl9yZXNwb25zZRgXIAEoCzIaLmdyYXBldmluZS52MS5Kb2luUmVzcG9uc2VIABImCgZnb3NzaXAYHiABKAsyFC5ncmFwZXZpbmUudjEuR29zc2lwSAASMQoMc3luY19yZXF1ZXN0GB8gASgLMhkuZ3JhcGV2aW5lLnYxLlN5bmNSZXF1ZXN0SAASMwoNc3luY19yZXNwb25zZRggIAEoCzIaLmdyYXBldmluZS52MS5TeW5jUmVzcG9uc2VIABI1Cg5zdWJtaXRfcmVxdWVzdBgoIAEoCzIbLmdyYXBldmluZS52MS5TdWJtaXRSZXF1ZXN0SAASNwoPc3VibWl0X3Jlc3BvbnNlGCkgASgLMhwuZ3JhcGV2aW5lLnYxLlN1Ym1pdFJlc3BvbnNlSAASLwoLZ2V0X3JlcXVlc3QYKiABKAsyGC5ncmFwZXZpbmUudjEuR2V0UmVxdWVzdEgAEjEKDGdldF9yZXNwb25zZRgrIAEoCzIZLmdyYXBldmluZS52MS5HZXRSZXNwb25zZUgAEjEKDGxpc3RfcmVxdWVzdBgsIAEoCzIZLmdyYXBldmluZS52MS5MaXN0UmVxdWVzdEgAEjMKDWxpc3RfcmVzcG9uc2UYLSABKAsyGi5ncmFwZXZpbmUudjEuTGlzdFJlc3BvbnNlSAASMwoNd2F0Y2hfcmVxdWVzdBguIAEoCzIaLmdyYXBldmluZS52MS5XYXRjaFJlcXVlc3RIABI1Cg53YXRjaF9yZXNwb25zZRgvIAEoCzIbLmdyYXBldmluZS52MS5XYXRjaFJlc3BvbnNlSAASMQoMZ29zc2lwX2V2ZW50GDAgASgLMhkuZ3JhcGV2aW5lLnYxLkdvc3NpcEV2ZW50SAASLwoLcG1fcmVnaXN0ZXIYPCABKAsyGC5ncmFwZXZpbmUudjEuUG1SZWdpc3RlckgAEjMKDXBtX2RlcmVnaXN0ZXIYPSABKAsyGi5ncmFwZXZpbmUudjEuUG1EZXJlZ2lzdGVySAASMwoNcG1fZGlzY29ubmVjdBg+IAEoCzIaLmdyYXBldmluZS52MS5QbURpc2Nvbm5lY3RIABIxCgxwbV9yZWNvbm5lY3QYPyABKAsyGS5ncmFwZXZpbmUudjEuUG1SZWNvbm5lY3RIABInCgdwbV9zZW5kGEAgASgLMhQuZ3JhcGV2aW5lLnYxLlBtU2VuZEgAEiMKBXBtX29rGEEgASgLMhIuZ3JhcGV2aW5lLnYxLlBtT2tIABItCgpwbV9kZWxpdmVyGEIgASgLMhcuZ3JhcGV2aW5lLnYxLlBtRGVsaXZlckgAEiUKBnBtX2FjaxhDIAEoCzITLmdyYXBldmluZS52MS5QbUFja0gAQgYKBGJvZHkqiwEKC01lbWJlclN0YXRlEhwKGE1FTUJFUl9TVEFURV9VTlNQRUNJRklFRBAAEhYKEk1FTUJFUl9TVEFURV9BTElWRRABEhgKFE1FTUJFUl9TVEFURV9TVVNQRUNUEAISFQoRTUVNQkVSX1NUQVRFX0RFQUQQAxIVChFNRU1CRVJfU1RBVEVfTEVGVBAEYgZwcm90bzM");
+  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IsoBCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEEg0KBWxpbmtzGAcgAygJEhcKD2xpbmtzX2Nvbm5lY3RlZBgIIAMoCRIQCghtZXNzYWdlcxgJIAEoBCIxCgtKb2luUmVxdWVzdBIiCgRzZWxmGAEgASgLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiI1CgxKb2luUmVzcG9uc2USJQoHbWVtYmVycxgBIAMoCzIULmdyYXBldmluZS52MS5CZWFjb24iFwoEUGluZxIPCgdzZW50X21zGAEgASgEIhcKBFBvbmcSDwoHc2VudF9tcxgBIAEoBCImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkifQoNR29zc2lwTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZvcmlnaW4YAiABKAkSEwoLaW5jYXJuYXRpb24YAyABKAQSCwoDc2VxGAQgASgEEgwKBHRleHQYBSABKAkSEgoKY3JlYXRlZF9tcxgGIAEoBBIMCgRwYXRoGAcgAygJIjYKBkdvc3NpcBIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiPAoLR29zc2lwQmF0Y2gSLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSJPCgxTdHJlYW1EaWdlc3QSDgoGb3JpZ2luGAEgASgJEhMKC2luY2FybmF0aW9uGAIgASgEEgsKA2h3bRgDIAEoBBINCgVhYm92ZRgEIAMoBCI6CgtTeW5jUmVxdWVzdBIrCgdzdHJlYW1zGAEgAygLMhouZ3JhcGV2aW5lLnYxLlN0cmVhbURpZ2VzdCJ4CgxTeW5jUmVzcG9uc2USLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZRIMCgRtb3JlGAIgASgIEisKB3N0cmVhbXMYAyADKAsyGi5ncmFwZXZpbmUudjEuU3RyZWFtRGlnZXN0Ih0KDVN1Ym1pdFJlcXVlc3QSDAoEdGV4dBgBIAEoCSIcCg5TdWJtaXRSZXNwb25zZRIKCgJpZBgBIAEoCSIYCgpHZXRSZXF1ZXN0EgoKAmlkGAEgASgJIjsKC0dldFJlc3BvbnNlEiwKB21lc3NhZ2UYASABKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSIrCgtMaXN0UmVxdWVzdBINCgVhZnRlchgBIAEoBBINCgVsaW1pdBgCIAEoDSJZCgxMaXN0UmVzcG9uc2USLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZRIMCgRuZXh0GAIgASgEEgwKBG1vcmUYAyABKAgiDgoMV2F0Y2hSZXF1ZXN0Ig8KDVdhdGNoUmVzcG9uc2UiOwoLR29zc2lwRXZlbnQSLAoHbWVzc2FnZRgBIAEoCzIbLmdyYXBldmluZS52MS5Hb3NzaXBNZXNzYWdlIj0KClBtUmVnaXN0ZXISEwoLcGFydGljaXBhbnQYASABKAkSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNIiMKDFBtRGVyZWdpc3RlchITCgtwYXJ0aWNpcGFudBgBIAEoCSIjCgxQbURpc2Nvbm5lY3QSEwoLcGFydGljaXBhbnQYASABKAkiPgoLUG1SZWNvbm5lY3QSEwoLcGFydGljaXBhbnQYASABKAkSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNIisKBlBtU2VuZBITCgtwYXJ0aWNpcGFudBgBIAEoCRIMCgR0ZXh0GAIgASgJIigKBFBtT2sSCwoDc2VxGAEgASgEEhMKC2FjY2VwdGVkX21zGAIgASgEIksKCVBtTWVzc2FnZRILCgNzZXEYASABKAQSDAoEdGV4dBgCIAEoCRITCgthY2NlcHRlZF9tcxgDIAEoBBIOCgZzZW5kZXIYBCABKAkiNgoJUG1EZWxpdmVyEikKCG1lc3NhZ2VzGAEgAygLMhcuZ3JhcGV2aW5lLnYxLlBtTWVzc2FnZSIUCgVQbUFjaxILCgNzZXEYASABKAQitAsKCEVudmVsb3BlEhIKCnJlcXVlc3RfaWQYASABKA0SEAoIcmVzcG9uc2UYAiABKAgSJAoFaGVsbG8YCiABKAsyEy5ncmFwZXZpbmUudjEuSGVsbG9IABIkCgVlcnJvchgLIAEoCzITLmdyYXBldmluZS52MS5FcnJvckgAEiIKBHBpbmcYDCABKAsyEi5ncmFwZXZpbmUudjEuUGluZ0gAEiIKBHBvbmcYDSABKAsyEi5ncmFwZXZpbmUudjEuUG9uZ0gAEjUKDnN0YXR1c19yZXF1ZXN0GBQgASgLMhsuZ3JhcGV2aW5lLnYxLlN0YXR1c1JlcXVlc3RIABI3Cg9zdGF0dXNfcmVzcG9uc2UYFSABKAsyHC5ncmFwZXZpbmUudjEuU3RhdHVzUmVzcG9uc2VIABIxCgxqb2luX3JlcXVlc3QYFiABKAsyGS5ncmFwZXZpbmUudjEuSm9pblJlcXVlc3RIABIzCg1qb2luX3Jlc3BvbnNlGBcgASgLMhouZ3JhcGV2aW5lLnYxLkpvaW5SZXNwb25zZUgAEiYKBmdvc3NpcBgeIAEoCzIULmdyYXBldmluZS52MS5Hb3NzaXBIABIxCgxzeW5jX3JlcXVlc3QYHyABKAsyGS5ncmFwZXZpbmUudjEuU3luY1JlcXVlc3RIABIzCg1zeW5jX3Jlc3BvbnNlGCAgASgLMhouZ3JhcGV2aW5lLnYxLlN5bmNSZXNwb25zZUgAEjEKDGdvc3NpcF9iYXRjaBghIAEoCzIZLmdyYXBldmluZS52MS5Hb3NzaXBCYXRjaEgAEjUKDnN1Ym1pdF9yZXF1ZXN0GCggASgLMhsuZ3JhcGV2aW5lLnYxLlN1Ym1pdFJlcXVlc3RIABI3Cg9zdWJtaXRfcmVzcG9uc2UYKSABKAsyHC5ncmFwZXZpbmUudjEuU3VibWl0UmVzcG9uc2VIABIvCgtnZXRfcmVxdWVzdBgqIAEoCzIYLmdyYXBldmluZS52MS5HZXRSZXF1ZXN0SAASMQoMZ2V0X3Jlc3BvbnNlGCsgASgLMhkuZ3JhcGV2aW5lLnYxLkdldFJlc3BvbnNlSAASMQoMbGlzdF9yZXF1ZXN0GCwgASgLMhkuZ3JhcGV2aW5lLnYxLkxpc3RSZXF1ZXN0SAASMwoNbGlzdF9yZXNwb25zZRgtIAEoCzIaLmdyYXBldmluZS52MS5MaXN0UmVzcG9uc2VIABIzCg13YXRjaF9yZXF1ZXN0GC4gASgLMhouZ3JhcGV2aW5lLnYxLldhdGNoUmVxdWVzdEgAEjUKDndhdGNoX3Jlc3BvbnNlGC8gASgLMhsuZ3JhcGV2aW5lLnYxLldhdGNoUmVzcG9uc2VIABIxCgxnb3NzaXBfZXZlbnQYMCABKAsyGS5ncmFwZXZpbmUudjEuR29zc2lwRXZlbnRIABIvCgtwbV9yZWdpc3Rlchg8IAEoCzIYLmdyYXBldmluZS52MS5QbVJlZ2lzdGVySAASMwoNcG1fZGVyZWdpc3Rlchg9IAEoCzIaLmdyYXBldmluZS52MS5QbURlcmVnaXN0ZXJIABIzCg1wbV9kaXNjb25uZWN0GD4gASgLMhouZ3JhcGV2aW5lLnYxLlBtRGlzY29ubmVjdEgAEjEKDHBtX3JlY29ubmVjdBg/IAEoCzIZLmdyYXBldmluZS52MS5QbVJlY29ubmVjdEgAEicKB3BtX3NlbmQYQCABKAsyFC5ncmFwZXZpbmUudjEuUG1TZW5kSAASIwoFcG1fb2sYQSABKAsyEi5ncmFwZXZpbmUudjEuUG1Pa0gAEi0KCnBtX2RlbGl2ZXIYQiABKAsyFy5ncmFwZXZpbmUudjEuUG1EZWxpdmVySAASJQoGcG1fYWNrGEMgASgLMhMuZ3JhcGV2aW5lLnYxLlBtQWNrSABCBgoEYm9keSqLAQoLTWVtYmVyU3RhdGUSHAoYTUVNQkVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSTUVNQkVSX1NUQVRFX0FMSVZFEAESGAoUTUVNQkVSX1NUQVRFX1NVU1BFQ1QQAhIVChFNRU1CRVJfU1RBVEVfREVBRBADEhUKEU1FTUJFUl9TVEFURV9MRUZUEARiBnByb3RvMw");
 
 /**
  * A heartbeat: who I am, where I listen, and how fresh my change queue is.
@@ -443,6 +443,26 @@ export const GossipSchema: GenMessage<Gossip> = /*@__PURE__*/
   messageDesc(file_grapevine_v1_grapevine, 12);
 
 /**
+ * Peer to peer, one way: the messages flooded to this peer in one turn of
+ * the sender's event loop, in one frame (one write instead of many).
+ *
+ * @generated from message grapevine.v1.GossipBatch
+ */
+export type GossipBatch = Message<"grapevine.v1.GossipBatch"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.GossipMessage messages = 1;
+   */
+  messages: GossipMessage[];
+};
+
+/**
+ * Describes the message grapevine.v1.GossipBatch.
+ * Use `create(GossipBatchSchema)` to create a new message.
+ */
+export const GossipBatchSchema: GenMessage<GossipBatch> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 13);
+
+/**
  * What a node holds of one stream: every seq <= hwm, plus `above`: runs
  * held above hwm flattened as [first, last, first, last, ...]; an odd last
  * number C means "exact up to C only" (the list was cut to its bound).
@@ -476,7 +496,7 @@ export type StreamDigest = Message<"grapevine.v1.StreamDigest"> & {
  * Use `create(StreamDigestSchema)` to create a new message.
  */
 export const StreamDigestSchema: GenMessage<StreamDigest> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 13);
+  messageDesc(file_grapevine_v1_grapevine, 14);
 
 /**
  * Anti-entropy: "this is what I hold"; the answer carries what I lack.
@@ -495,7 +515,7 @@ export type SyncRequest = Message<"grapevine.v1.SyncRequest"> & {
  * Use `create(SyncRequestSchema)` to create a new message.
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 14);
+  messageDesc(file_grapevine_v1_grapevine, 15);
 
 /**
  * @generated from message grapevine.v1.SyncResponse
@@ -527,7 +547,7 @@ export type SyncResponse = Message<"grapevine.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 15);
+  messageDesc(file_grapevine_v1_grapevine, 16);
 
 /**
  * @generated from message grapevine.v1.SubmitRequest
@@ -544,7 +564,7 @@ export type SubmitRequest = Message<"grapevine.v1.SubmitRequest"> & {
  * Use `create(SubmitRequestSchema)` to create a new message.
  */
 export const SubmitRequestSchema: GenMessage<SubmitRequest> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 16);
+  messageDesc(file_grapevine_v1_grapevine, 17);
 
 /**
  * @generated from message grapevine.v1.SubmitResponse
@@ -561,7 +581,7 @@ export type SubmitResponse = Message<"grapevine.v1.SubmitResponse"> & {
  * Use `create(SubmitResponseSchema)` to create a new message.
  */
 export const SubmitResponseSchema: GenMessage<SubmitResponse> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 17);
+  messageDesc(file_grapevine_v1_grapevine, 18);
 
 /**
  * @generated from message grapevine.v1.GetRequest
@@ -578,7 +598,7 @@ export type GetRequest = Message<"grapevine.v1.GetRequest"> & {
  * Use `create(GetRequestSchema)` to create a new message.
  */
 export const GetRequestSchema: GenMessage<GetRequest> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 18);
+  messageDesc(file_grapevine_v1_grapevine, 19);
 
 /**
  * @generated from message grapevine.v1.GetResponse
@@ -595,7 +615,7 @@ export type GetResponse = Message<"grapevine.v1.GetResponse"> & {
  * Use `create(GetResponseSchema)` to create a new message.
  */
 export const GetResponseSchema: GenMessage<GetResponse> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 19);
+  messageDesc(file_grapevine_v1_grapevine, 20);
 
 /**
  * Messages in the order this node stored them, after cursor `after`.
@@ -619,7 +639,7 @@ export type ListRequest = Message<"grapevine.v1.ListRequest"> & {
  * Use `create(ListRequestSchema)` to create a new message.
  */
 export const ListRequestSchema: GenMessage<ListRequest> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 20);
+  messageDesc(file_grapevine_v1_grapevine, 21);
 
 /**
  * @generated from message grapevine.v1.ListResponse
@@ -646,7 +666,7 @@ export type ListResponse = Message<"grapevine.v1.ListResponse"> & {
  * Use `create(ListResponseSchema)` to create a new message.
  */
 export const ListResponseSchema: GenMessage<ListResponse> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 21);
+  messageDesc(file_grapevine_v1_grapevine, 22);
 
 /**
  * After the answer, the node sends a GossipEvent (same request id, not a
@@ -662,7 +682,7 @@ export type WatchRequest = Message<"grapevine.v1.WatchRequest"> & {
  * Use `create(WatchRequestSchema)` to create a new message.
  */
 export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 22);
+  messageDesc(file_grapevine_v1_grapevine, 23);
 
 /**
  * @generated from message grapevine.v1.WatchResponse
@@ -675,7 +695,7 @@ export type WatchResponse = Message<"grapevine.v1.WatchResponse"> & {
  * Use `create(WatchResponseSchema)` to create a new message.
  */
 export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 23);
+  messageDesc(file_grapevine_v1_grapevine, 24);
 
 /**
  * @generated from message grapevine.v1.GossipEvent
@@ -692,7 +712,7 @@ export type GossipEvent = Message<"grapevine.v1.GossipEvent"> & {
  * Use `create(GossipEventSchema)` to create a new message.
  */
 export const GossipEventSchema: GenMessage<GossipEvent> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 24);
+  messageDesc(file_grapevine_v1_grapevine, 25);
 
 /**
  * Participant -> coordinator commands; each is answered with PmOk or Error.
@@ -723,7 +743,7 @@ export type PmRegister = Message<"grapevine.v1.PmRegister"> & {
  * Use `create(PmRegisterSchema)` to create a new message.
  */
 export const PmRegisterSchema: GenMessage<PmRegister> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 25);
+  messageDesc(file_grapevine_v1_grapevine, 26);
 
 /**
  * @generated from message grapevine.v1.PmDeregister
@@ -740,7 +760,7 @@ export type PmDeregister = Message<"grapevine.v1.PmDeregister"> & {
  * Use `create(PmDeregisterSchema)` to create a new message.
  */
 export const PmDeregisterSchema: GenMessage<PmDeregister> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 26);
+  messageDesc(file_grapevine_v1_grapevine, 27);
 
 /**
  * @generated from message grapevine.v1.PmDisconnect
@@ -757,7 +777,7 @@ export type PmDisconnect = Message<"grapevine.v1.PmDisconnect"> & {
  * Use `create(PmDisconnectSchema)` to create a new message.
  */
 export const PmDisconnectSchema: GenMessage<PmDisconnect> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 27);
+  messageDesc(file_grapevine_v1_grapevine, 28);
 
 /**
  * @generated from message grapevine.v1.PmReconnect
@@ -784,7 +804,7 @@ export type PmReconnect = Message<"grapevine.v1.PmReconnect"> & {
  * Use `create(PmReconnectSchema)` to create a new message.
  */
 export const PmReconnectSchema: GenMessage<PmReconnect> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 28);
+  messageDesc(file_grapevine_v1_grapevine, 29);
 
 /**
  * @generated from message grapevine.v1.PmSend
@@ -806,7 +826,7 @@ export type PmSend = Message<"grapevine.v1.PmSend"> & {
  * Use `create(PmSendSchema)` to create a new message.
  */
 export const PmSendSchema: GenMessage<PmSend> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 29);
+  messageDesc(file_grapevine_v1_grapevine, 30);
 
 /**
  * @generated from message grapevine.v1.PmOk
@@ -832,7 +852,7 @@ export type PmOk = Message<"grapevine.v1.PmOk"> & {
  * Use `create(PmOkSchema)` to create a new message.
  */
 export const PmOkSchema: GenMessage<PmOk> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 30);
+  messageDesc(file_grapevine_v1_grapevine, 31);
 
 /**
  * @generated from message grapevine.v1.PmMessage
@@ -864,7 +884,7 @@ export type PmMessage = Message<"grapevine.v1.PmMessage"> & {
  * Use `create(PmMessageSchema)` to create a new message.
  */
 export const PmMessageSchema: GenMessage<PmMessage> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 31);
+  messageDesc(file_grapevine_v1_grapevine, 32);
 
 /**
  * Coordinator -> participant receiver: messages in ascending seq.
@@ -883,7 +903,7 @@ export type PmDeliver = Message<"grapevine.v1.PmDeliver"> & {
  * Use `create(PmDeliverSchema)` to create a new message.
  */
 export const PmDeliverSchema: GenMessage<PmDeliver> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 32);
+  messageDesc(file_grapevine_v1_grapevine, 33);
 
 /**
  * Participant receiver -> coordinator: everything up to `seq` is in the log.
@@ -902,7 +922,7 @@ export type PmAck = Message<"grapevine.v1.PmAck"> & {
  * Use `create(PmAckSchema)` to create a new message.
  */
 export const PmAckSchema: GenMessage<PmAck> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 33);
+  messageDesc(file_grapevine_v1_grapevine, 34);
 
 /**
  * @generated from message grapevine.v1.Envelope
@@ -992,6 +1012,12 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
      */
     value: SyncResponse;
     case: "syncResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.GossipBatch gossip_batch = 33;
+     */
+    value: GossipBatch;
+    case: "gossipBatch";
   } | {
     /**
      * @generated from field: grapevine.v1.SubmitRequest submit_request = 40;
@@ -1102,7 +1128,7 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
  * Use `create(EnvelopeSchema)` to create a new message.
  */
 export const EnvelopeSchema: GenMessage<Envelope> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 34);
+  messageDesc(file_grapevine_v1_grapevine, 35);
 
 /**
  * @generated from enum grapevine.v1.MemberState
