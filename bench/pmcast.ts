@@ -30,6 +30,7 @@
  * bench/RESULTS.md and writes the raw figures to bench/results/pmcast-<date>.json.
  * Every child process is started by this script and ended by its PID.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -814,6 +815,7 @@ async function main(): Promise<void> {
   ensureDebianPackages('nats-server', ['nats-server'], say);
   const versions = { mosquitto: debVersion('mosquitto'), natsServer: debVersion('nats-server') };
   const machine = machineInfo('n/a');
+  const commit = gitCommit();
   const loadStart = loadavg().map((x) => round(x, 2)!);
   WORK = mkdtempSync(join(tmpdir(), 'gvbench-pm-'));
   say(`pmcast bench: work dir ${WORK}; runs ${RUNS} × ${SECONDS} s, window ${WINDOW}, fan-out ${FANOUT_MSGS}, backlog ${BACKLOG}, kill cycles ${CYCLES} (seed ${SEED}); load ${loadStart.join(' ')}`);
@@ -932,7 +934,7 @@ async function main(): Promise<void> {
   const jsonName = `pmcast-${stamp}.json`;
   const durationMin = (Date.now() - T0) / 60_000;
   const config = { runs: RUNS, seconds: SECONDS, warmupMs: WARMUP_MS, window: WINDOW, fanoutMessages: FANOUT_MSGS, receivers: RECEIVERS, backlog: BACKLOG, cycles: CYCLES, seed: SEED, tdLongS: TD_LONG_S, tdCutS: TD_CUT_S, killWindow: KILL_WINDOW };
-  const json = `${JSON.stringify({ bench: 'pmcast', date: date.toISOString(), durationMin: round(durationMin, 2), machine: { ...machine, serf: undefined }, versions, loads, config, goals: GOALS, throughput, fanout, replay, cut, kill, table: lines.map((l) => cells(l)), misses }, null, 2)}\n`;
+  const json = `${JSON.stringify({ bench: 'pmcast', date: date.toISOString(), durationMin: round(durationMin, 2), commit, machine: { ...machine, serf: undefined }, versions, loads, config, goals: GOALS, throughput, fanout, replay, cut, kill, table: lines.map((l) => cells(l)), misses }, null, 2)}\n`;
 
   // ---- RESULTS.md
   const perRun = (xs: number[], fmt: (x: number | null) => string): string => xs.map((x) => fmt(x)).join(', ');
@@ -940,7 +942,7 @@ async function main(): Promise<void> {
   body.push('## Persistent multicast (issue 4)');
   body.push('');
   body.push(
-    `\`npm run bench:pmcast\` — ${date.toISOString()}, ${durationMin.toFixed(1)} min. Machine: ${machine.nproc} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB RAM, Linux ${machine.kernel}, Node ${machine.node}; mosquitto ${versions.mosquitto}, nats-server ${versions.natsServer} (Debian packages). Load average at the start ${loadStart.join(' ')}, at the end ${loads.end!.join(' ')} (the machine is shared with other benchmarks and test labs: figures move with it). Raw figures: \`bench/results/${jsonName}\`.`,
+    `\`npm run bench:pmcast\` — ${date.toISOString()}, ${durationMin.toFixed(1)} min. Machine: ${machine.nproc} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB RAM, Linux ${machine.kernel}, Node ${machine.node}; grapevine at ${commit}; mosquitto ${versions.mosquitto}, nats-server ${versions.natsServer} (Debian packages). Load average at the start ${loadStart.join(' ')}, at the end ${loads.end!.join(' ')} (the machine is shared with other benchmarks and test labs: figures move with it). Raw figures: \`bench/results/${jsonName}\`.`,
   );
   body.push('');
   body.push(mdTable(lines));
@@ -981,7 +983,7 @@ async function main(): Promise<void> {
     `- **Replay.** One receiver registered, then offline; ${BACKLOG.toLocaleString('en-US')} messages sent and acknowledged; rate = backlog / (reconnect command → its log holds all of them), log checked complete and in order.`,
   );
   body.push(
-    `- **td cut.** td = ${TD_CUT_S} s (MQTT message expiry is in whole seconds). The receiver goes offline, a sender sends one message every ~1 ms, the receiver reconnects ${CUT_OVERSTAY_MS} ms after td ran out and sending goes on for 300 ms. R = the reconnect time (grapevine: \`at=\` of the coordinator's ok, the coordinator clock; MQTT: CONNACK; NATS: start of the pull), each message's time = grapevine's acceptance time from its ack, for the references the moment of the publish call (same machine clock; the broker stamps it a little later). Error = 0 when R − td lies between the newest message cut and the oldest delivered, else the distance to the nearer one (so the resolution is the ~1 ms spacing).`,
+    `- **td cut.** td = ${TD_CUT_S} s (MQTT message expiry is in whole seconds). The receiver goes offline, a sender sends one message every ~1 ms, the receiver reconnects ${CUT_OVERSTAY_MS} ms after td ran out and sending goes on for 300 ms. R = the reconnect time (grapevine: \`at=\` of the coordinator's ok, the coordinator clock; MQTT: CONNACK; NATS: start of the pull), each message's time = grapevine's acceptance time from its ack, for the references the moment of the publish call (same machine clock; the broker stamps it a little later). Error = 0 when R − td lies between the newest message cut and the oldest delivered, else the distance to the nearer one (so the resolution is the ~1 ms spacing). MQTT's message expiry is a whole number of seconds and mosquitto delivered messages up to ~0.9 s older than td (consistent with a whole-second expiry clock); NATS removes messages older than MaxAge on its own timer.`,
   );
   body.push(
     `- **kill -9.** ${SENDERS} senders, ${KILL_WINDOW} outstanding each, record every acknowledged text and seq; the coordinator is killed with SIGKILL after a random 50–500 ms and restarted on the same data dir, ${CYCLES} times; one participant stays online throughout; at the end its log must hold every acknowledged message, once, in seq order.`,
@@ -1002,6 +1004,17 @@ async function main(): Promise<void> {
     say(`BENCH_PM_WRITE=0 or BENCH_PM_ONLY: bench/ untouched; preview in ${preview}`);
   }
   if (!KEEP) rmSync(WORK, { recursive: true, force: true });
+}
+
+/** HEAD's short hash, '+changes' when src/ differs from it. */
+function gitCommit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: REPO, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head}+changes in src/` : head;
+  } catch {
+    return 'unknown';
+  }
 }
 
 let exiting = false;
