@@ -31,7 +31,7 @@
  * Every child process is started by this script and ended by its PID.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -953,6 +953,16 @@ async function main(): Promise<void> {
     `Best concurrent / pipelined mode: grapevine — ${bestMode('grapevine', concurrent)}; mosquitto — ${bestMode('mosquitto', concurrent)}; nats — ${bestMode('nats', concurrent)}; durable with ${SENDERS} senders: ${bestMode('grapevine --fsync', ten)}. With ${SENDERS} senders that each wait for their ack, at most ${SENDERS} messages share one commit, so \`--fsync\` one-at-a-time throughput is bounded by ${SENDERS} / (commit + fsync time); pipelined senders fill the group commit.`,
   );
   body.push('');
+  body.push(
+    `Load average (1 min) at the start / after the msend runs / after fan-out / after replay / after the td cut / at the end: ${['start', 'afterThroughput', 'afterFanout', 'afterReplay', 'afterCut', 'end'].map((k) => loads[k]?.[0] ?? '—').join(' / ')}.`,
+  );
+  const history = earlierRuns(jsonName);
+  if (history.length > 0) {
+    body.push('');
+    body.push('Earlier full runs (their JSON in bench/results/; same bench, grapevine / mosquitto / nats, medians):');
+    body.push(...history);
+  }
+  body.push('');
   body.push('Per run (throughput):');
   for (const m of MODES) {
     for (const s of all) {
@@ -1004,6 +1014,29 @@ async function main(): Promise<void> {
     say(`BENCH_PM_WRITE=0 or BENCH_PM_ONLY: bench/ untouched; preview in ${preview}`);
   }
   if (!KEEP) rmSync(WORK, { recursive: true, force: true });
+}
+
+/** One line per earlier pmcast-*.json in bench/results (the figures move with the machine's load; this shows how much). */
+function earlierRuns(current: string): string[] {
+  if (!existsSync(RESULTS_DIR)) return [];
+  const out: string[] = [];
+  for (const name of readdirSync(RESULTS_DIR).filter((n) => /^pmcast-\d{8}T\d{6}Z\.json$/.test(n) && n !== current).sort()) {
+    try {
+      const run = JSON.parse(readFileSync(join(RESULTS_DIR, name), 'utf8')) as { date: string; commit?: string; loads?: Record<string, number[]>; table?: string[][] };
+      const row = (prefix: string): string[] | undefined => run.table?.find((r) => r[0]!.startsWith(prefix));
+      const three = (prefix: string): string => {
+        const r = row(prefix);
+        return r ? `${r[1]} / ${r[2]} / ${r[3]}` : '—';
+      };
+      const ours = (prefix: string): string => row(prefix)?.[1] ?? '—';
+      out.push(
+        `- ${run.date}${run.commit ? ` (${run.commit})` : ''}, load ${run.loads?.start?.[0] ?? '?'} at the start, ${run.loads?.afterThroughput?.[0] ?? '?'} after the msend runs: one at a time ${three('msend throughput, 1 sender')}; best concurrent/pipelined ${three('msend throughput, best of')}; durable best with 10 senders ${ours('durable (--fsync) msend, best')}; fan-out ${three('fan-out')}; replay ${three('replay')}; td cut worst ${three('td cut error, worst')}; lost ${ours('lost acknowledged')}.`,
+      );
+    } catch {
+      // not one of ours
+    }
+  }
+  return out;
 }
 
 /** HEAD's short hash, '+changes' when src/ differs from it. */
