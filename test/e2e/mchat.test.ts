@@ -187,11 +187,11 @@ test('bad usage exits 2 with one line on stderr naming the problem', async (t) =
     [['--bogus'], /unknown option --bogus/],
     [['--port'], /option --port needs a value/],
     [['--group'], /option --group needs a value/],
-    [['--group', '10.1.2.3'], /--group must be an IPv4 multicast address.*'10\.1\.2\.3'/],
+    [['--group', '10.77.1.3'], /--group must be an IPv4 multicast address.*'10\.77\.1\.3'/],
     [['--port', '70000'], /--port must be a port number.*'70000'/],
     [['--port', 'abc'], /--port must be a port number.*'abc'/],
     [['--interface', '0.0.0.0'], /--interface must be the IPv4 address of one local interface/],
-    [['--interface', '203.0.113.9'], /--interface 203\.0\.113\.9 is not an address of this host/],
+    [['--interface', '10.77.250.9'], /--interface 10\.77\.250\.9 is not an address of this host/],
     [['stray'], /unexpected argument stray/],
   ];
   const clientOnly: Array<[string[], RegExp]> = [

@@ -75,19 +75,20 @@ test('readLines reads a stream of Buffers and strings', async () => {
 test('resolveChatConfig fills in the defaults of DESIGN.md', () => {
   assert.deepEqual(resolveChatConfig({}, ['127.0.0.1']), { group: '239.255.77.1', port: 7700, interface: '127.0.0.1', ttl: 1 });
   assert.deepEqual(CHAT_DEFAULTS, { group: '239.255.77.1', port: 7700, interface: '127.0.0.1', ttl: 1 });
-  assert.deepEqual(resolveChatConfig({ group: '224.1.2.3', port: 1, interface: '10.0.0.5', ttl: 255, }, ['127.0.0.1', '10.0.0.5']), { group: '224.1.2.3', port: 1, interface: '10.0.0.5', ttl: 255 });
+  assert.deepEqual(resolveChatConfig({ group: '224.1.2.3', port: 1, interface: '10.77.250.5', ttl: 255, }, ['127.0.0.1', '10.77.250.5']), { group: '224.1.2.3', port: 1, interface: '10.77.250.5', ttl: 255 });
   assert.equal(resolveChatConfig({ group: undefined, port: 9 }, ['127.0.0.1']).group, '239.255.77.1');
 });
 
 test('resolveChatConfig names the option that is wrong', () => {
   const bad = (partial: Parameters<typeof resolveChatConfig>[0], option: string) =>
     assert.throws(() => resolveChatConfig(partial, ['127.0.0.1']), (e: unknown) => e instanceof ChatConfigError && e.option === option && e.message.startsWith(option));
-  bad({ group: '10.1.2.3' }, '--group');
+  bad({ group: '10.77.1.3' }, '--group');
+  // Just above 239.255.255.255: refused when parsed; nothing is ever sent to it.
   bad({ group: '240.0.0.1' }, '--group');
   bad({ group: 'chat' }, '--group');
   bad({ interface: '0.0.0.0' }, '--interface');
   bad({ interface: 'lo' }, '--interface');
-  bad({ interface: '10.9.9.9' }, '--interface');
+  bad({ interface: '10.77.9.9' }, '--interface');
   bad({ port: 0 }, '--port');
   bad({ port: 65_536 }, '--port');
   bad({ ttl: 0 }, '--ttl');

@@ -25,7 +25,7 @@ test('every problem names the file and the field', () => {
   fails({ nodes: [{ id: 'a', host: 'h', port: 1 }, { id: 'a', host: 'h', port: 2 }] }, /nodes\[1\]\.id 'a' appears twice/);
   fails({ nodes: [{ id: 'a', host: 'h', port: 1 }, { id: 'b', host: 'h', port: 1 }] }, /nodes\[1\] uses h:1/);
   fails({ nodes: [], colour: 'red' }, /unknown field 'colour'/);
-  fails({ nodes: [], multicast: { group: '10.0.0.1' } }, /multicast\.group must be an IPv4 multicast address/);
+  fails({ nodes: [], multicast: { group: '10.77.0.1' } }, /multicast\.group must be an IPv4 multicast address/);
   fails({ nodes: [{ id: 'a', host: 'h', port: 1 }], links: [['a', 'z']] }, /links\[0\] names node 'z'/);
   fails({ nodes: [{ id: 'a', host: 'h', port: 1 }], links: [['a', 'a']] }, /links\[0\] links node 'a' to itself/);
   fails({ name: 'no spaces please', nodes: [] }, /name must be/);

@@ -22,7 +22,7 @@ class FakeConn extends EventEmitter {
 function harness() {
   const dials: { peer: PeerEndpoint; resolve: (c: FramedConnection) => void }[] = [];
   const links = new PeerLinks({
-    self: { id: 'a', host: '10.0.0.1', port: 7000 },
+    self: { id: 'a', host: '10.77.0.1', port: 7000 },
     dial: (peer) => new Promise<FramedConnection>((resolve) => dials.push({ peer, resolve })),
     onEnvelope: () => {},
     log: quiet,
@@ -32,7 +32,7 @@ function harness() {
   return { links, dials };
 }
 
-const b = (incarnation: number): PeerEndpoint => ({ id: 'b', host: '10.0.0.2', port: 7000, incarnation });
+const b = (incarnation: number): PeerEndpoint => ({ id: 'b', host: '10.77.0.2', port: 7000, incarnation });
 const settle = () => new Promise((r) => setImmediate(r));
 
 test('a neighbour that restarts while it is being dialled is dialled again at its new incarnation', async () => {

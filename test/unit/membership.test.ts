@@ -4,10 +4,10 @@ import { Membership, MEMBERSHIP_DEFAULTS } from '../../src/core/membership.js';
 import type { BeaconInfo } from '../../src/core/membership.js';
 
 const config = { clusterName: 'c', ...MEMBERSHIP_DEFAULTS };
-const self = { id: 'me', host: '10.0.0.1', port: 7000, incarnation: 10 };
+const self = { id: 'me', host: '10.77.0.1', port: 7000, incarnation: 10 };
 const make = (now = 0) => new Membership(self, config, () => 0.5, now);
 const beacon = (id: string, incarnation = 1, extra: Partial<BeaconInfo> = {}): BeaconInfo => ({
-  cluster: 'c', id, host: `10.0.0.${id.length + 1}`, port: 7000, incarnation, oldestPendingMs: 0, leaving: false, ...extra,
+  cluster: 'c', id, host: `10.77.0.${id.length + 1}`, port: 7000, incarnation, oldestPendingMs: 0, leaving: false, ...extra,
 });
 const stateOf = (m: Membership, id: string) => m.get(id)?.state;
 
@@ -50,9 +50,9 @@ test('a dead member heard again at the same incarnation (healed partition) comes
 test('a restart with a higher incarnation is accepted; older incarnations are stale', () => {
   const m = make();
   m.receiveBeacon(beacon('a', 5), 0);
-  assert.equal(m.receiveBeacon(beacon('a', 6, { host: '10.0.0.9' }), 10)[0]?.type, 'restarted');
+  assert.equal(m.receiveBeacon(beacon('a', 6, { host: '10.77.0.9' }), 10)[0]?.type, 'restarted');
   assert.equal(m.get('a')?.incarnation, 6);
-  assert.equal(m.get('a')?.host, '10.0.0.9');
+  assert.equal(m.get('a')?.host, '10.77.0.9');
   const [e] = m.receiveBeacon(beacon('a', 5), 20);
   assert.ok(e?.type === 'ignored' && e.reason === 'stale');
   assert.equal(m.get('a')?.incarnation, 6);
@@ -65,7 +65,7 @@ test('beacons of another cluster, and our own, are ignored', () => {
   assert.equal(m.get('a'), undefined);
   const [own] = m.receiveBeacon({ ...beacon('me', 10), host: self.host, port: self.port }, 0);
   assert.ok(own?.type === 'ignored' && own.reason === 'own_beacon');
-  const [clash] = m.receiveBeacon({ ...beacon('me', 10), host: '10.0.0.99' }, 0);
+  const [clash] = m.receiveBeacon({ ...beacon('me', 10), host: '10.77.0.99' }, 0);
   assert.ok(clash?.type === 'ignored' && clash.reason === 'id_conflict');
 });
 
