@@ -44,6 +44,7 @@ import type { ServerProcess } from './lib/pm-refs.js';
 import { freePort, killStarted } from './lib/procs.js';
 import { writeSection } from './lib/results-md.js';
 import { max, median, present, ratio, round } from './lib/stats.js';
+import { SimRandom } from '../src/sim/random.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const RESULTS_MD = join(REPO, 'bench', 'RESULTS.md');
@@ -89,16 +90,10 @@ function say(msg: string): void {
   process.stderr.write(`[${((Date.now() - T0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
 }
 
-/** Deterministic random numbers for the kill moments (mulberry32), so a run can be replayed with BENCH_PM_SEED. */
+/** Deterministic random numbers for the kill moments (the simulator's PRNG), so a run can be replayed with BENCH_PM_SEED. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
+  const r = new SimRandom(seed);
+  return () => r.float();
 }
 
 /** Nearest-rank percentile. */

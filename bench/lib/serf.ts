@@ -16,9 +16,10 @@
  *    stdin to a file per agent: what a user's script sees. The agent coalesces
  *    member events (1 s quiet period, at most 3 s), so these come ~1 s later.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { debVersion, ensureDebianPackages } from './debian.js';
 import type { Lab } from '../../test/helpers/lab.js';
 import { onLines, running } from './lines.js';
 
@@ -157,37 +158,11 @@ export class SerfAgent {
   }
 }
 
-/** serf's version; installs Debian's package first when serf is missing. */
+/** serf's version; installs Debian's package first when serf is missing (no service is started). */
 export function ensureSerf(log: (s: string) => void): { version: string; debVersion: string } {
-  if (spawnSync('serf', ['version']).error) {
-    log('serf is missing: apt-get install -y serf');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    // The package ships an init script and a systemd unit: a serf agent on the
-    // host would talk on eth0. policy-rc.d answering 101 forbids any service
-    // start during the install (the Debian way to install without starting).
-    const policy = '/usr/sbin/policy-rc.d';
-    const ownPolicy = !existsSync(policy);
-    if (ownPolicy) writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
-    let r;
-    try {
-      r = spawnSync('apt-get', ['install', '-y', 'serf'], { stdio: ['ignore', 'inherit', 'inherit'], env });
-      if (r.status !== 0) {
-        spawnSync('apt-get', ['update'], { stdio: ['ignore', 'inherit', 'inherit'], env });
-        r = spawnSync('apt-get', ['install', '-y', 'serf'], { stdio: ['ignore', 'inherit', 'inherit'], env });
-      }
-    } finally {
-      if (ownPolicy) rmSync(policy, { force: true });
-    }
-    if (r.status !== 0 || spawnSync('serf', ['version']).error) throw new Error('could not install serf (apt-get install -y serf failed)');
-  }
+  ensureDebianPackages('serf', ['serf'], log);
   const version = execFileSync('serf', ['version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
-  let debVersion = 'unknown';
-  try {
-    debVersion = execFileSync('dpkg-query', ['-W', '-f', '${Version}', 'serf'], { encoding: 'utf8' }).trim();
-  } catch {
-    // not from a Debian package
-  }
-  return { version, debVersion };
+  return { version, debVersion: debVersion('serf') };
 }
 
 /** IPv6 on host i's eth0 (link-local only, no RS, no DAD) so serf's mDNS discovery works there. */
