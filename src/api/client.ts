@@ -1,4 +1,4 @@
-import { MemberState } from '../wire/index.js';
+import { KvCondition, MemberState } from '../wire/index.js';
 import type { Envelope, EnvelopeInit } from '../wire/index.js';
 import type { FramedConnection } from '../runtime/connection.js';
 import { connectAndGreet } from '../runtime/handshake.js';
@@ -144,6 +144,40 @@ export class GrapevineClient {
     });
   }
 
+  // ---- cache ----
+
+  /** Stores `value` under `key`; resolves once the node committed it. False when the condition did not hold. */
+  async kvPut(key: string | Uint8Array, value: string | Uint8Array, options: { ttlMs?: number; condition?: 'always' | 'if_absent' | 'if_present' } = {}): Promise<boolean> {
+    const condition = options.condition === 'if_absent' ? KvCondition.IF_ABSENT : options.condition === 'if_present' ? KvCondition.IF_PRESENT : KvCondition.NONE;
+    const answer = await this.call({ body: { case: 'kvPutRequest', value: { key: bytes(key), value: bytes(value), ttlMs: BigInt(options.ttlMs ?? 0), condition } } }, 'kvPutResponse');
+    return (answer.body.value as { written: boolean }).written;
+  }
+
+  /** The value of `key` as bytes, or undefined when absent. */
+  async kvGet(key: string | Uint8Array): Promise<Uint8Array | undefined> {
+    const answer = await this.call({ body: { case: 'kvGetRequest', value: { keys: [bytes(key)] } } }, 'kvGetResponse');
+    const v = (answer.body.value as { values: { found: boolean; value: Uint8Array }[] }).values[0];
+    return v?.found ? v.value : undefined;
+  }
+
+  /** Deletes keys; resolves how many existed. */
+  async kvDel(...keys: (string | Uint8Array)[]): Promise<number> {
+    const answer = await this.call({ body: { case: 'kvDelRequest', value: { keys: keys.map(bytes) } } }, 'kvDelResponse');
+    return (answer.body.value as { deleted: number }).deleted;
+  }
+
+  /** Every live key and value, in bytewise key order (paged under the hood). */
+  async *kvList(options: { pattern?: string; pageSize?: number } = {}): AsyncGenerator<{ key: Uint8Array; value: Uint8Array }> {
+    let after: Uint8Array = new Uint8Array(0);
+    for (;;) {
+      const answer = await this.call({ body: { case: 'kvListRequest', value: { after, limit: options.pageSize ?? 1_000, pattern: options.pattern ?? '' } } }, 'kvListResponse');
+      const page = answer.body.value as { pairs: { key: Uint8Array; value: Uint8Array }[]; more: boolean };
+      for (const p of page.pairs) yield { key: p.key, value: p.value };
+      if (!page.more || page.pairs.length === 0) return;
+      after = page.pairs[page.pairs.length - 1]!.key;
+    }
+  }
+
   close(): void {
     this.conn.close({ kind: 'local', why: 'client done' });
   }
@@ -159,6 +193,10 @@ export class GrapevineClient {
     if (answer.body.case !== expect) throw new ClientError('bad_answer', `expected ${expect}, got ${answer.body.case ?? 'nothing'}`);
     return answer;
   }
+}
+
+function bytes(x: string | Uint8Array): Uint8Array {
+  return typeof x === 'string' ? Buffer.from(x, 'utf8') : x;
 }
 
 function stateName(s: MemberState): MemberStatus['state'] {

@@ -5,6 +5,7 @@ import type { GrapevineNode } from '../runtime/node.js';
 import { GossipError } from '../runtime/gossip-service.js';
 import { messageToWire } from '../runtime/gossip-codec.js';
 import { isMessageId } from '../core/gossip/message.js';
+import { handleKv } from './kv-handler.js';
 
 /**
  * The client protocol of a node: requests arrive on the node's TCP port
@@ -81,6 +82,12 @@ function handleRequest(node: GrapevineNode, env: Envelope, conn: FramedConnectio
       conn.reply(env, { body: { case: 'watchResponse', value: {} } });
       return;
     }
+    case 'kvPutRequest':
+    case 'kvGetRequest':
+    case 'kvDelRequest':
+    case 'kvListRequest':
+      handleKv(node, env, conn);
+      return;
     default:
       conn.reply(env, { body: { case: 'error', value: { code: 'unsupported', message: `request '${env.body.case ?? 'empty'}' is not supported by this node` } } });
   }

@@ -9,7 +9,7 @@ Commands:
   node         run one cluster node (multicast discovery, membership, ring)
   up           start a demo cluster of N nodes on 127.0.0.1 in the foreground
   status       show a node's member table and ring neighbours
-  kv           replicated cache (not implemented yet)
+  kv           replicated cache: put, get, del, list
   lock         distributed locks (not implemented yet)
   gossip       gossip messaging: submit, get, list, watch (as gclient)
   coordinator  persistent asynchronous multicast coordinator (as the coordinator binary)
@@ -20,7 +20,7 @@ Commands:
 Exit status: 0 success, 1 operational failure, 2 bad usage or configuration.
 `;
 
-const LATER = new Set(['kv', 'lock']);
+const LATER = new Set(['lock']);
 
 export async function grapevineMain(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -41,6 +41,8 @@ export async function grapevineMain(argv: string[]): Promise<number> {
       return (await import('./cmd-up.js')).upMain(rest);
     case 'gossip':
       return (await import('./cmd-gossip.js')).gossipMain(rest);
+    case 'kv':
+      return (await import('./cmd-kv.js')).kvMain(rest);
     case 'coordinator':
       return (await import('./coordinator.js')).coordinatorMain(rest);
     case 'participant':

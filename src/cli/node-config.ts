@@ -31,6 +31,10 @@ export interface NodeArgs {
   'max-message-bytes'?: string;
   'retain-messages'?: string;
   'retain-days'?: string;
+  resp?: string;
+  'max-key-bytes'?: string;
+  'max-value-bytes'?: string;
+  'max-keys'?: string;
 }
 
 export const NODE_OPTIONS = {
@@ -51,6 +55,10 @@ export const NODE_OPTIONS = {
   'max-message-bytes': { type: 'string' },
   'retain-messages': { type: 'string' },
   'retain-days': { type: 'string' },
+  resp: { type: 'string' },
+  'max-key-bytes': { type: 'string' },
+  'max-value-bytes': { type: 'string' },
+  'max-keys': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -65,7 +73,7 @@ export function findClusterFile(explicit: string | undefined, required: boolean)
  * who the node is: `--cluster FILE --id ID` (host and port from the file), or
  * `--host H --port P [--id ID]` with no file at all.
  */
-export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel: LogLevel; clusterFile: ClusterFile | undefined } {
+export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel: LogLevel; clusterFile: ClusterFile | undefined; respPort: number | undefined } {
   const standalone = args.host !== undefined || args.port !== undefined;
   if (standalone && (args.host === undefined || args.port === undefined)) throw new UsageError('--host and --port go together');
   if (args.id !== undefined && !isValidNodeId(args.id)) throw new UsageError(`--id must be 1-64 characters of [A-Za-z0-9_.-], got '${args.id}'`);
@@ -119,6 +127,13 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
   const retainMs = args['retain-days'] ? parsePositiveInt(args['retain-days'], '--retain-days', 36_500) * 86_400_000 : g.retention.retainMs;
   if (standalone && file?.links) throw new UsageError(`${file.path} has links, which name nodes of the file: start this node with --cluster and --id, not --host/--port`);
 
+  const k = NODE_DEFAULTS.kv;
+  const keyBytesMax = args['max-key-bytes'] ? parsePositiveInt(args['max-key-bytes'], '--max-key-bytes', 64 * 1024) : k.limits.keyBytesMax;
+  const valueBytesMax = args['max-value-bytes'] ? parsePositiveInt(args['max-value-bytes'], '--max-value-bytes', VALUE_BYTES_LIMIT) : k.limits.valueBytesMax;
+  const keysMax = args['max-keys'] ? parsePositiveInt(args['max-keys'], '--max-keys', 100_000_000) : k.keysMax;
+  const respPort = args.resp !== undefined ? parsePort(args.resp, '--resp') : undefined;
+  if (respPort !== undefined && respPort === port) throw new UsageError(`--resp ${respPort} is the node's own port; give the Redis protocol a port of its own`);
+
   const dataDir = args['data-dir'] ?? join('data', id ?? `${host}-${port}`);
   const config: NodeConfig = Object.freeze({
     id,
@@ -137,12 +152,15 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
     staticLinks: file?.links,
     clusterNodes: file?.nodes ?? [],
     gossip: Object.freeze({ ...g, messageBytesMax, retention: Object.freeze({ retainCount, retainMs }) }),
+    kv: Object.freeze({ ...k, keysMax, limits: Object.freeze({ keyBytesMax, valueBytesMax }) }),
   });
-  return { config, logLevel, clusterFile: file };
+  return { config, logLevel, clusterFile: file, respPort };
 }
 
 /** A message must fit in one frame with room for its envelope. */
 const MESSAGE_BYTES_LIMIT = 1024 * 1024;
+/** A value must fit in one frame (4 MiB) with its key and envelope. */
+const VALUE_BYTES_LIMIT = 3 * 1024 * 1024;
 
 function parseIntIn(value: string, option: string, min: number, max: number): number {
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new UsageError(`${option} must be an integer from ${min} to ${max}, got '${value}'`);

@@ -5,6 +5,8 @@ import { dynamicNeighbours, staticNeighbours } from '../core/overlay.js';
 import type { Endpoint } from '../core/address.js';
 import type { RetentionPolicy } from '../store/gossip-store.js';
 import { GOSSIP_SERVICE_DEFAULTS, GossipService } from './gossip-service.js';
+import { KV_SERVICE_DEFAULTS, KvService } from './kv-service.js';
+import type { KvLimits } from './kv-access.js';
 import { BACKOFF_DEFAULTS } from '../core/backoff.js';
 import type { Beacon, Envelope } from '../wire/index.js';
 import { beaconFromWire, beaconToWire } from './beacon-codec.js';
@@ -50,6 +52,12 @@ export interface NodeConfig {
     readonly retention: RetentionPolicy;
     readonly syncIntervalMs: number;
   };
+  readonly kv: {
+    readonly limits: KvLimits;
+    readonly keysMax: number;
+    readonly idleSyncIntervalMs: number;
+    readonly tombstoneRetentionMs: number;
+  };
 }
 
 export const NODE_DEFAULTS = Object.freeze({
@@ -63,6 +71,12 @@ export const NODE_DEFAULTS = Object.freeze({
     messageBytesMax: GOSSIP_SERVICE_DEFAULTS.messageBytesMax,
     retention: GOSSIP_SERVICE_DEFAULTS.retention,
     syncIntervalMs: GOSSIP_SERVICE_DEFAULTS.syncIntervalMs,
+  }),
+  kv: Object.freeze({
+    limits: KV_SERVICE_DEFAULTS.limits,
+    keysMax: KV_SERVICE_DEFAULTS.keysMax,
+    idleSyncIntervalMs: KV_SERVICE_DEFAULTS.idleSyncIntervalMs,
+    tombstoneRetentionMs: KV_SERVICE_DEFAULTS.tombstoneRetentionMs,
   }),
 });
 
@@ -80,6 +94,7 @@ export interface NodeStatus {
   /** Every overlay link (ring + chord, or the static links) and whether it is connected. */
   readonly links: readonly { readonly id: string; readonly connected: boolean }[];
   readonly gossip: { readonly messages: number } & GossipService['stats'];
+  readonly cache: { readonly values: number } & KvService['stats'];
   readonly connections: { readonly inbound: number; readonly outbound: number };
   readonly services: readonly { name: string; phase: string; restarts: number }[];
 }
@@ -107,6 +122,7 @@ export class GrapevineNode {
   private overlay: PeerEndpoint[] = [];
   private overlayIds: string[] = [];
   private gossipService!: GossipService;
+  private kvService!: KvService;
   private clientHandler: ClientHandler | undefined;
   private started = false;
   /** Monotonic ms: membership timeouts must not jump with the wall clock. */
@@ -169,7 +185,10 @@ export class GrapevineNode {
       self,
       dial: (peer) => this.dialPeer(peer),
       onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
-      onLinkUp: (peerId) => this.gossipService.onLinkUp(peerId),
+      onLinkUp: (peerId) => {
+        this.gossipService.onLinkUp(peerId);
+        this.kvService.onLinkUp(peerId);
+      },
       log: this.log.child({ component: 'links' }),
       random: Math.random,
       backoff: BACKOFF_DEFAULTS,
@@ -190,7 +209,18 @@ export class GrapevineNode {
       neighbours: () => this.overlayIds,
       connection: (peerId) => this.links.connectionTo(peerId),
     });
+    this.kvService = new KvService({
+      ...KV_SERVICE_DEFAULTS,
+      ...this.config.kv,
+      selfId: self.id,
+      dataDir: this.config.dataDir,
+      log: this.log.child({ component: 'cache' }),
+      neighbours: () => this.overlayIds,
+      connection: (peerId) => this.links.connectionTo(peerId),
+      membersOldestPendingMs: () => this.membership.liveOthers().map((m) => m.oldestPendingMs),
+    });
     this.supervisor.add(this.gossipService);
+    this.supervisor.add(this.kvService);
     this.supervisor.add(this.beacons);
     this.supervisor.add(this.links);
     this.supervisor.add(this.membershipService());
@@ -223,12 +253,18 @@ export class GrapevineNode {
       connections: this.links.connectionCounts(),
       services: this.supervisor.status(),
       gossip: { messages: this.gossipService.count(), ...this.gossipService.stats },
+      cache: { values: this.kvService.size(), ...this.kvService.stats },
     };
   }
 
   /** The node's gossip (submit, get, list, watch). */
   get gossip(): GossipService {
     return this.gossipService;
+  }
+
+  /** The node's replicated cache. */
+  get kv(): KvService {
+    return this.kvService;
   }
 
   private linkStatus(): Pick<NodeStatus, 'neighbours' | 'connected' | 'links'> {
@@ -274,6 +310,7 @@ export class GrapevineNode {
     clearTimeout(this.timer);
     const now = this.clock();
     this.handle(this.membership.tick(now));
+    this.membership.setOldestPendingMs(this.kvService.oldestPendingMs());
     const beacon = this.membership.pollBeacon(now);
     if (beacon) this.beacons.send(beacon, this.unicastTargets());
     const delayMs = Math.max(1, Math.min(this.membership.nextWakeMs() - this.clock(), this.config.membership.heartbeatIntervalMs));
@@ -365,6 +402,7 @@ export class GrapevineNode {
   }
 
   private onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): void {
+    if (this.kvService.onPeerEnvelope(peerId, env, conn)) return;
     if (this.gossipService.onPeerEnvelope(peerId, env, conn)) return;
     switch (env.body.case) {
       case 'ping':

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file grapevine/v1/grapevine.proto.
  */
 export const file_grapevine_v1_grapevine: GenFile = /*@__PURE__*/
-  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IsoBCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEEg0KBWxpbmtzGAcgAygJEhcKD2xpbmtzX2Nvbm5lY3RlZBgIIAMoCRIQCghtZXNzYWdlcxgJIAEoBCIxCgtKb2luUmVxdWVzdBIiCgRzZWxmGAEgASgLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiI1CgxKb2luUmVzcG9uc2USJQoHbWVtYmVycxgBIAMoCzIULmdyYXBldmluZS52MS5CZWFjb24iFwoEUGluZxIPCgdzZW50X21zGAEgASgEIhcKBFBvbmcSDwoHc2VudF9tcxgBIAEoBCImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkifQoNR29zc2lwTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZvcmlnaW4YAiABKAkSEwoLaW5jYXJuYXRpb24YAyABKAQSCwoDc2VxGAQgASgEEgwKBHRleHQYBSABKAkSEgoKY3JlYXRlZF9tcxgGIAEoBBIMCgRwYXRoGAcgAygJIjYKBkdvc3NpcBIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiPAoLR29zc2lwQmF0Y2gSLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSJPCgxTdHJlYW1EaWdlc3QSDgoGb3JpZ2luGAEgASgJEhMKC2luY2FybmF0aW9uGAIgASgEEgsKA2h3bRgDIAEoBBINCgVhYm92ZRgEIAMoBCI6CgtTeW5jUmVxdWVzdBIrCgdzdHJlYW1zGAEgAygLMhouZ3JhcGV2aW5lLnYxLlN0cmVhbURpZ2VzdCJ4CgxTeW5jUmVzcG9uc2USLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZRIMCgRtb3JlGAIgASgIEisKB3N0cmVhbXMYAyADKAsyGi5ncmFwZXZpbmUudjEuU3RyZWFtRGlnZXN0Ih0KDVN1Ym1pdFJlcXVlc3QSDAoEdGV4dBgBIAEoCSIcCg5TdWJtaXRSZXNwb25zZRIKCgJpZBgBIAEoCSIYCgpHZXRSZXF1ZXN0EgoKAmlkGAEgASgJIjsKC0dldFJlc3BvbnNlEiwKB21lc3NhZ2UYASABKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSIrCgtMaXN0UmVxdWVzdBINCgVhZnRlchgBIAEoBBINCgVsaW1pdBgCIAEoDSJZCgxMaXN0UmVzcG9uc2USLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZRIMCgRuZXh0GAIgASgEEgwKBG1vcmUYAyABKAgiDgoMV2F0Y2hSZXF1ZXN0Ig8KDVdhdGNoUmVzcG9uc2UiOwoLR29zc2lwRXZlbnQSLAoHbWVzc2FnZRgBIAEoCzIbLmdyYXBldmluZS52MS5Hb3NzaXBNZXNzYWdlIj0KClBtUmVnaXN0ZXISEwoLcGFydGljaXBhbnQYASABKAkSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNIiMKDFBtRGVyZWdpc3RlchITCgtwYXJ0aWNpcGFudBgBIAEoCSIjCgxQbURpc2Nvbm5lY3QSEwoLcGFydGljaXBhbnQYASABKAkiPgoLUG1SZWNvbm5lY3QSEwoLcGFydGljaXBhbnQYASABKAkSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNIisKBlBtU2VuZBITCgtwYXJ0aWNpcGFudBgBIAEoCRIMCgR0ZXh0GAIgASgJIigKBFBtT2sSCwoDc2VxGAEgASgEEhMKC2FjY2VwdGVkX21zGAIgASgEIksKCVBtTWVzc2FnZRILCgNzZXEYASABKAQSDAoEdGV4dBgCIAEoCRITCgthY2NlcHRlZF9tcxgDIAEoBBIOCgZzZW5kZXIYBCABKAkiNgoJUG1EZWxpdmVyEikKCG1lc3NhZ2VzGAEgAygLMhcuZ3JhcGV2aW5lLnYxLlBtTWVzc2FnZSIUCgVQbUFjaxILCgNzZXEYASABKAQitAsKCEVudmVsb3BlEhIKCnJlcXVlc3RfaWQYASABKA0SEAoIcmVzcG9uc2UYAiABKAgSJAoFaGVsbG8YCiABKAsyEy5ncmFwZXZpbmUudjEuSGVsbG9IABIkCgVlcnJvchgLIAEoCzITLmdyYXBldmluZS52MS5FcnJvckgAEiIKBHBpbmcYDCABKAsyEi5ncmFwZXZpbmUudjEuUGluZ0gAEiIKBHBvbmcYDSABKAsyEi5ncmFwZXZpbmUudjEuUG9uZ0gAEjUKDnN0YXR1c19yZXF1ZXN0GBQgASgLMhsuZ3JhcGV2aW5lLnYxLlN0YXR1c1JlcXVlc3RIABI3Cg9zdGF0dXNfcmVzcG9uc2UYFSABKAsyHC5ncmFwZXZpbmUudjEuU3RhdHVzUmVzcG9uc2VIABIxCgxqb2luX3JlcXVlc3QYFiABKAsyGS5ncmFwZXZpbmUudjEuSm9pblJlcXVlc3RIABIzCg1qb2luX3Jlc3BvbnNlGBcgASgLMhouZ3JhcGV2aW5lLnYxLkpvaW5SZXNwb25zZUgAEiYKBmdvc3NpcBgeIAEoCzIULmdyYXBldmluZS52MS5Hb3NzaXBIABIxCgxzeW5jX3JlcXVlc3QYHyABKAsyGS5ncmFwZXZpbmUudjEuU3luY1JlcXVlc3RIABIzCg1zeW5jX3Jlc3BvbnNlGCAgASgLMhouZ3JhcGV2aW5lLnYxLlN5bmNSZXNwb25zZUgAEjEKDGdvc3NpcF9iYXRjaBghIAEoCzIZLmdyYXBldmluZS52MS5Hb3NzaXBCYXRjaEgAEjUKDnN1Ym1pdF9yZXF1ZXN0GCggASgLMhsuZ3JhcGV2aW5lLnYxLlN1Ym1pdFJlcXVlc3RIABI3Cg9zdWJtaXRfcmVzcG9uc2UYKSABKAsyHC5ncmFwZXZpbmUudjEuU3VibWl0UmVzcG9uc2VIABIvCgtnZXRfcmVxdWVzdBgqIAEoCzIYLmdyYXBldmluZS52MS5HZXRSZXF1ZXN0SAASMQoMZ2V0X3Jlc3BvbnNlGCsgASgLMhkuZ3JhcGV2aW5lLnYxLkdldFJlc3BvbnNlSAASMQoMbGlzdF9yZXF1ZXN0GCwgASgLMhkuZ3JhcGV2aW5lLnYxLkxpc3RSZXF1ZXN0SAASMwoNbGlzdF9yZXNwb25zZRgtIAEoCzIaLmdyYXBldmluZS52MS5MaXN0UmVzcG9uc2VIABIzCg13YXRjaF9yZXF1ZXN0GC4gASgLMhouZ3JhcGV2aW5lLnYxLldhdGNoUmVxdWVzdEgAEjUKDndhdGNoX3Jlc3BvbnNlGC8gASgLMhsuZ3JhcGV2aW5lLnYxLldhdGNoUmVzcG9uc2VIABIxCgxnb3NzaXBfZXZlbnQYMCABKAsyGS5ncmFwZXZpbmUudjEuR29zc2lwRXZlbnRIABIvCgtwbV9yZWdpc3Rlchg8IAEoCzIYLmdyYXBldmluZS52MS5QbVJlZ2lzdGVySAASMwoNcG1fZGVyZWdpc3Rlchg9IAEoCzIaLmdyYXBldmluZS52MS5QbURlcmVnaXN0ZXJIABIzCg1wbV9kaXNjb25uZWN0GD4gASgLMhouZ3JhcGV2aW5lLnYxLlBtRGlzY29ubmVjdEgAEjEKDHBtX3JlY29ubmVjdBg/IAEoCzIZLmdyYXBldmluZS52MS5QbVJlY29ubmVjdEgAEicKB3BtX3NlbmQYQCABKAsyFC5ncmFwZXZpbmUudjEuUG1TZW5kSAASIwoFcG1fb2sYQSABKAsyEi5ncmFwZXZpbmUudjEuUG1Pa0gAEi0KCnBtX2RlbGl2ZXIYQiABKAsyFy5ncmFwZXZpbmUudjEuUG1EZWxpdmVySAASJQoGcG1fYWNrGEMgASgLMhMuZ3JhcGV2aW5lLnYxLlBtQWNrSABCBgoEYm9keSqLAQoLTWVtYmVyU3RhdGUSHAoYTUVNQkVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSTUVNQkVSX1NUQVRFX0FMSVZFEAESGAoUTUVNQkVSX1NUQVRFX1NVU1BFQ1QQAhIVChFNRU1CRVJfU1RBVEVfREVBRBADEhUKEU1FTUJFUl9TVEFURV9MRUZUEARiBnByb3RvMw");
+  fileDesc("ChxncmFwZXZpbmUvdjEvZ3JhcGV2aW5lLnByb3RvEgxncmFwZXZpbmUudjEiggEKBkJlYWNvbhIPCgdjbHVzdGVyGAEgASgJEgoKAmlkGAIgASgJEgwKBGhvc3QYAyABKAkSDAoEcG9ydBgEIAEoDRITCgtpbmNhcm5hdGlvbhgFIAEoBBIZChFvbGRlc3RfcGVuZGluZ19tcxgGIAEoBBIPCgdsZWF2aW5nGAcgASgIIjoKCERhdGFncmFtEiYKBmJlYWNvbhgBIAEoCzIULmdyYXBldmluZS52MS5CZWFjb25IAEIGCgRib2R5Im8KBk1lbWJlchIKCgJpZBgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SKAoFc3RhdGUYBCABKA4yGS5ncmFwZXZpbmUudjEuTWVtYmVyU3RhdGUSEwoLaW5jYXJuYXRpb24YBSABKAQiuQEKBUhlbGxvEhgKEHByb3RvY29sX3ZlcnNpb24YASABKA0SDwoHY2x1c3RlchgCIAEoCRIKCgJpZBgDIAEoCRITCgtpbmNhcm5hdGlvbhgEIAEoBBImCgRyb2xlGAUgASgOMhguZ3JhcGV2aW5lLnYxLkhlbGxvLlJvbGUiPAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDQoJUk9MRV9QRUVSEAESDwoLUk9MRV9DTElFTlQQAiIPCg1TdGF0dXNSZXF1ZXN0IsoBCg5TdGF0dXNSZXNwb25zZRIKCgJpZBgBIAEoCRIlCgdtZW1iZXJzGAIgAygLMhQuZ3JhcGV2aW5lLnYxLk1lbWJlchISCgpuZWlnaGJvdXJzGAMgAygJEhEKCWNvbm5lY3RlZBgEIAMoCRIPCgdjbHVzdGVyGAUgASgJEhMKC2luY2FybmF0aW9uGAYgASgEEg0KBWxpbmtzGAcgAygJEhcKD2xpbmtzX2Nvbm5lY3RlZBgIIAMoCRIQCghtZXNzYWdlcxgJIAEoBCIxCgtKb2luUmVxdWVzdBIiCgRzZWxmGAEgASgLMhQuZ3JhcGV2aW5lLnYxLkJlYWNvbiI1CgxKb2luUmVzcG9uc2USJQoHbWVtYmVycxgBIAMoCzIULmdyYXBldmluZS52MS5CZWFjb24iFwoEUGluZxIPCgdzZW50X21zGAEgASgEIhcKBFBvbmcSDwoHc2VudF9tcxgBIAEoBCImCgVFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkifQoNR29zc2lwTWVzc2FnZRIKCgJpZBgBIAEoCRIOCgZvcmlnaW4YAiABKAkSEwoLaW5jYXJuYXRpb24YAyABKAQSCwoDc2VxGAQgASgEEgwKBHRleHQYBSABKAkSEgoKY3JlYXRlZF9tcxgGIAEoBBIMCgRwYXRoGAcgAygJIjYKBkdvc3NpcBIsCgdtZXNzYWdlGAEgASgLMhsuZ3JhcGV2aW5lLnYxLkdvc3NpcE1lc3NhZ2UiPAoLR29zc2lwQmF0Y2gSLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSJPCgxTdHJlYW1EaWdlc3QSDgoGb3JpZ2luGAEgASgJEhMKC2luY2FybmF0aW9uGAIgASgEEgsKA2h3bRgDIAEoBBINCgVhYm92ZRgEIAMoBCI6CgtTeW5jUmVxdWVzdBIrCgdzdHJlYW1zGAEgAygLMhouZ3JhcGV2aW5lLnYxLlN0cmVhbURpZ2VzdCJ4CgxTeW5jUmVzcG9uc2USLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZRIMCgRtb3JlGAIgASgIEisKB3N0cmVhbXMYAyADKAsyGi5ncmFwZXZpbmUudjEuU3RyZWFtRGlnZXN0Ih0KDVN1Ym1pdFJlcXVlc3QSDAoEdGV4dBgBIAEoCSIcCg5TdWJtaXRSZXNwb25zZRIKCgJpZBgBIAEoCSIYCgpHZXRSZXF1ZXN0EgoKAmlkGAEgASgJIjsKC0dldFJlc3BvbnNlEiwKB21lc3NhZ2UYASABKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZSIrCgtMaXN0UmVxdWVzdBINCgVhZnRlchgBIAEoBBINCgVsaW1pdBgCIAEoDSJZCgxMaXN0UmVzcG9uc2USLQoIbWVzc2FnZXMYASADKAsyGy5ncmFwZXZpbmUudjEuR29zc2lwTWVzc2FnZRIMCgRuZXh0GAIgASgEEgwKBG1vcmUYAyABKAgiDgoMV2F0Y2hSZXF1ZXN0Ig8KDVdhdGNoUmVzcG9uc2UiOwoLR29zc2lwRXZlbnQSLAoHbWVzc2FnZRgBIAEoCzIbLmdyYXBldmluZS52MS5Hb3NzaXBNZXNzYWdlIj0KClBtUmVnaXN0ZXISEwoLcGFydGljaXBhbnQYASABKAkSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNIiMKDFBtRGVyZWdpc3RlchITCgtwYXJ0aWNpcGFudBgBIAEoCSIjCgxQbURpc2Nvbm5lY3QSEwoLcGFydGljaXBhbnQYASABKAkiPgoLUG1SZWNvbm5lY3QSEwoLcGFydGljaXBhbnQYASABKAkSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNIisKBlBtU2VuZBITCgtwYXJ0aWNpcGFudBgBIAEoCRIMCgR0ZXh0GAIgASgJIigKBFBtT2sSCwoDc2VxGAEgASgEEhMKC2FjY2VwdGVkX21zGAIgASgEIksKCVBtTWVzc2FnZRILCgNzZXEYASABKAQSDAoEdGV4dBgCIAEoCRITCgthY2NlcHRlZF9tcxgDIAEoBBIOCgZzZW5kZXIYBCABKAkiNgoJUG1EZWxpdmVyEikKCG1lc3NhZ2VzGAEgAygLMhcuZ3JhcGV2aW5lLnYxLlBtTWVzc2FnZSIUCgVQbUFjaxILCgNzZXEYASABKAQiZQoHS3ZFbnRyeRILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSCwoDaGxjGAMgASgEEgwKBG5vZGUYBCABKAkSDwoHZGVsZXRlZBgFIAEoCBISCgpleHBpcmVzX21zGAYgASgEIkQKCUt2VmVyc2lvbhILCgNrZXkYASABKAwSCwoDaGxjGAIgASgEEgwKBG5vZGUYAyABKAkSDwoHZGVsZXRlZBgEIAEoCCIxCgdLdkJhdGNoEiYKB2VudHJpZXMYASADKAsyFS5ncmFwZXZpbmUudjEuS3ZFbnRyeSI8Cg1LdlN5bmNSZXF1ZXN0EhQKDGJ1Y2tldF9jb3VudBgBIAEoDRIVCg1idWNrZXRfaGFzaGVzGAIgASgMIloKDkt2U3luY1Jlc3BvbnNlEg8KB2J1Y2tldHMYASADKA0SKQoIdmVyc2lvbnMYAiADKAsyFy5ncmFwZXZpbmUudjEuS3ZWZXJzaW9uEgwKBG1vcmUYAyABKAgiHgoOS3ZGZXRjaFJlcXVlc3QSDAoEa2V5cxgBIAMoDCI5Cg9LdkZldGNoUmVzcG9uc2USJgoHZW50cmllcxgBIAMoCzIVLmdyYXBldmluZS52MS5LdkVudHJ5IjgKDkt2QXBwbHlSZXF1ZXN0EiYKB2VudHJpZXMYASADKAsyFS5ncmFwZXZpbmUudjEuS3ZFbnRyeSIRCg9LdkFwcGx5UmVzcG9uc2UiaAoMS3ZQdXRSZXF1ZXN0EgsKA2tleRgBIAEoDBINCgV2YWx1ZRgCIAEoDBIOCgZ0dGxfbXMYAyABKAQSLAoJY29uZGl0aW9uGAQgASgOMhkuZ3JhcGV2aW5lLnYxLkt2Q29uZGl0aW9uIi0KDUt2UHV0UmVzcG9uc2USDwoHd3JpdHRlbhgBIAEoCBILCgNobGMYAiABKAQiKwoMS3ZHZXRSZXF1ZXN0EgwKBGtleXMYASADKAwSDQoFbG9jYWwYAiABKAgiJwoHS3ZWYWx1ZRINCgVmb3VuZBgBIAEoCBINCgV2YWx1ZRgCIAEoDCI2Cg1LdkdldFJlc3BvbnNlEiUKBnZhbHVlcxgBIAMoCzIVLmdyYXBldmluZS52MS5LdlZhbHVlIhwKDEt2RGVsUmVxdWVzdBIMCgRrZXlzGAEgAygMIiAKDUt2RGVsUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoDSJNCg1Ldkxpc3RSZXF1ZXN0Eg0KBWFmdGVyGAEgASgMEg0KBWxpbWl0GAIgASgNEg8KB3BhdHRlcm4YAyABKAkSDQoFbG9jYWwYBCABKAgiJAoGS3ZQYWlyEgsKA2tleRgBIAEoDBINCgV2YWx1ZRgCIAEoDCJDCg5Ldkxpc3RSZXNwb25zZRIjCgVwYWlycxgBIAMoCzIULmdyYXBldmluZS52MS5LdlBhaXISDAoEbW9yZRgCIAEoCCJCChJMb2NrQWNxdWlyZVJlcXVlc3QSCwoDa2V5GAEgASgJEg4KBnR0bF9tcxgCIAEoBBIPCgd3YWl0X21zGAMgASgEIjYKE0xvY2tBY3F1aXJlUmVzcG9uc2USEAoIYWNxdWlyZWQYASABKAgSDQoFdG9rZW4YAiABKAQiMAoSTG9ja1JlbGVhc2VSZXF1ZXN0EgsKA2tleRgBIAEoCRINCgV0b2tlbhgCIAEoBCInChNMb2NrUmVsZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIImwKC0xvY2tQcm9wb3NlEgsKA2tleRgBIAEoCRIOCgZob2xkZXIYAiABKAkSDwoHYXR0ZW1wdBgDIAEoBBINCgV0b2tlbhgEIAEoBBIOCgZ0dGxfbXMYBSABKAQSEAoIcHJpb3JpdHkYBiABKAQiawoITG9ja1ZvdGUSCwoDa2V5GAEgASgJEg8KB2F0dGVtcHQYAiABKAQSDwoHZ3JhbnRlZBgDIAEoCBIRCgltYXhfdG9rZW4YBCABKAQSDgoGcXVldWVkGAUgASgIEg0KBXRva2VuGAYgASgEIkoKC0xvY2tSZWxlYXNlEgsKA2tleRgBIAEoCRIOCgZob2xkZXIYAiABKAkSDwoHYXR0ZW1wdBgDIAEoBBINCgV0b2tlbhgEIAEoBCIOCgxMb2NrUmVsZWFzZWQizRUKCEVudmVsb3BlEhIKCnJlcXVlc3RfaWQYASABKA0SEAoIcmVzcG9uc2UYAiABKAgSJAoFaGVsbG8YCiABKAsyEy5ncmFwZXZpbmUudjEuSGVsbG9IABIkCgVlcnJvchgLIAEoCzITLmdyYXBldmluZS52MS5FcnJvckgAEiIKBHBpbmcYDCABKAsyEi5ncmFwZXZpbmUudjEuUGluZ0gAEiIKBHBvbmcYDSABKAsyEi5ncmFwZXZpbmUudjEuUG9uZ0gAEjUKDnN0YXR1c19yZXF1ZXN0GBQgASgLMhsuZ3JhcGV2aW5lLnYxLlN0YXR1c1JlcXVlc3RIABI3Cg9zdGF0dXNfcmVzcG9uc2UYFSABKAsyHC5ncmFwZXZpbmUudjEuU3RhdHVzUmVzcG9uc2VIABIxCgxqb2luX3JlcXVlc3QYFiABKAsyGS5ncmFwZXZpbmUudjEuSm9pblJlcXVlc3RIABIzCg1qb2luX3Jlc3BvbnNlGBcgASgLMhouZ3JhcGV2aW5lLnYxLkpvaW5SZXNwb25zZUgAEiYKBmdvc3NpcBgeIAEoCzIULmdyYXBldmluZS52MS5Hb3NzaXBIABIxCgxzeW5jX3JlcXVlc3QYHyABKAsyGS5ncmFwZXZpbmUudjEuU3luY1JlcXVlc3RIABIzCg1zeW5jX3Jlc3BvbnNlGCAgASgLMhouZ3JhcGV2aW5lLnYxLlN5bmNSZXNwb25zZUgAEjEKDGdvc3NpcF9iYXRjaBghIAEoCzIZLmdyYXBldmluZS52MS5Hb3NzaXBCYXRjaEgAEjUKDnN1Ym1pdF9yZXF1ZXN0GCggASgLMhsuZ3JhcGV2aW5lLnYxLlN1Ym1pdFJlcXVlc3RIABI3Cg9zdWJtaXRfcmVzcG9uc2UYKSABKAsyHC5ncmFwZXZpbmUudjEuU3VibWl0UmVzcG9uc2VIABIvCgtnZXRfcmVxdWVzdBgqIAEoCzIYLmdyYXBldmluZS52MS5HZXRSZXF1ZXN0SAASMQoMZ2V0X3Jlc3BvbnNlGCsgASgLMhkuZ3JhcGV2aW5lLnYxLkdldFJlc3BvbnNlSAASMQoMbGlzdF9yZXF1ZXN0GCwgASgLMhkuZ3JhcGV2aW5lLnYxLkxpc3RSZXF1ZXN0SAASMwoNbGlzdF9yZXNwb25zZRgtIAEoCzIaLmdyYXBldmluZS52MS5MaXN0UmVzcG9uc2VIABIzCg13YXRjaF9yZXF1ZXN0GC4gASgLMhouZ3JhcGV2aW5lLnYxLldhdGNoUmVxdWVzdEgAEjUKDndhdGNoX3Jlc3BvbnNlGC8gASgLMhsuZ3JhcGV2aW5lLnYxLldhdGNoUmVzcG9uc2VIABIxCgxnb3NzaXBfZXZlbnQYMCABKAsyGS5ncmFwZXZpbmUudjEuR29zc2lwRXZlbnRIABIvCgtwbV9yZWdpc3Rlchg8IAEoCzIYLmdyYXBldmluZS52MS5QbVJlZ2lzdGVySAASMwoNcG1fZGVyZWdpc3Rlchg9IAEoCzIaLmdyYXBldmluZS52MS5QbURlcmVnaXN0ZXJIABIzCg1wbV9kaXNjb25uZWN0GD4gASgLMhouZ3JhcGV2aW5lLnYxLlBtRGlzY29ubmVjdEgAEjEKDHBtX3JlY29ubmVjdBg/IAEoCzIZLmdyYXBldmluZS52MS5QbVJlY29ubmVjdEgAEicKB3BtX3NlbmQYQCABKAsyFC5ncmFwZXZpbmUudjEuUG1TZW5kSAASIwoFcG1fb2sYQSABKAsyEi5ncmFwZXZpbmUudjEuUG1Pa0gAEi0KCnBtX2RlbGl2ZXIYQiABKAsyFy5ncmFwZXZpbmUudjEuUG1EZWxpdmVySAASJQoGcG1fYWNrGEMgASgLMhMuZ3JhcGV2aW5lLnYxLlBtQWNrSAASKQoIa3ZfYmF0Y2gYRiABKAsyFS5ncmFwZXZpbmUudjEuS3ZCYXRjaEgAEjYKD2t2X3N5bmNfcmVxdWVzdBhHIAEoCzIbLmdyYXBldmluZS52MS5LdlN5bmNSZXF1ZXN0SAASOAoQa3Zfc3luY19yZXNwb25zZRhIIAEoCzIcLmdyYXBldmluZS52MS5LdlN5bmNSZXNwb25zZUgAEjgKEGt2X2ZldGNoX3JlcXVlc3QYSSABKAsyHC5ncmFwZXZpbmUudjEuS3ZGZXRjaFJlcXVlc3RIABI6ChFrdl9mZXRjaF9yZXNwb25zZRhKIAEoCzIdLmdyYXBldmluZS52MS5LdkZldGNoUmVzcG9uc2VIABI4ChBrdl9hcHBseV9yZXF1ZXN0GEsgASgLMhwuZ3JhcGV2aW5lLnYxLkt2QXBwbHlSZXF1ZXN0SAASOgoRa3ZfYXBwbHlfcmVzcG9uc2UYTCABKAsyHS5ncmFwZXZpbmUudjEuS3ZBcHBseVJlc3BvbnNlSAASNAoOa3ZfcHV0X3JlcXVlc3QYUCABKAsyGi5ncmFwZXZpbmUudjEuS3ZQdXRSZXF1ZXN0SAASNgoPa3ZfcHV0X3Jlc3BvbnNlGFEgASgLMhsuZ3JhcGV2aW5lLnYxLkt2UHV0UmVzcG9uc2VIABI0Cg5rdl9nZXRfcmVxdWVzdBhSIAEoCzIaLmdyYXBldmluZS52MS5LdkdldFJlcXVlc3RIABI2Cg9rdl9nZXRfcmVzcG9uc2UYUyABKAsyGy5ncmFwZXZpbmUudjEuS3ZHZXRSZXNwb25zZUgAEjQKDmt2X2RlbF9yZXF1ZXN0GFQgASgLMhouZ3JhcGV2aW5lLnYxLkt2RGVsUmVxdWVzdEgAEjYKD2t2X2RlbF9yZXNwb25zZRhVIAEoCzIbLmdyYXBldmluZS52MS5LdkRlbFJlc3BvbnNlSAASNgoPa3ZfbGlzdF9yZXF1ZXN0GFYgASgLMhsuZ3JhcGV2aW5lLnYxLkt2TGlzdFJlcXVlc3RIABI4ChBrdl9saXN0X3Jlc3BvbnNlGFcgASgLMhwuZ3JhcGV2aW5lLnYxLkt2TGlzdFJlc3BvbnNlSAASQAoUbG9ja19hY3F1aXJlX3JlcXVlc3QYWiABKAsyIC5ncmFwZXZpbmUudjEuTG9ja0FjcXVpcmVSZXF1ZXN0SAASQgoVbG9ja19hY3F1aXJlX3Jlc3BvbnNlGFsgASgLMiEuZ3JhcGV2aW5lLnYxLkxvY2tBY3F1aXJlUmVzcG9uc2VIABJAChRsb2NrX3JlbGVhc2VfcmVxdWVzdBhcIAEoCzIgLmdyYXBldmluZS52MS5Mb2NrUmVsZWFzZVJlcXVlc3RIABJCChVsb2NrX3JlbGVhc2VfcmVzcG9uc2UYXSABKAsyIS5ncmFwZXZpbmUudjEuTG9ja1JlbGVhc2VSZXNwb25zZUgAEjEKDGxvY2tfcHJvcG9zZRheIAEoCzIZLmdyYXBldmluZS52MS5Mb2NrUHJvcG9zZUgAEisKCWxvY2tfdm90ZRhfIAEoCzIWLmdyYXBldmluZS52MS5Mb2NrVm90ZUgAEjEKDGxvY2tfcmVsZWFzZRhgIAEoCzIZLmdyYXBldmluZS52MS5Mb2NrUmVsZWFzZUgAEjMKDWxvY2tfcmVsZWFzZWQYYSABKAsyGi5ncmFwZXZpbmUudjEuTG9ja1JlbGVhc2VkSABCBgoEYm9keSqLAQoLTWVtYmVyU3RhdGUSHAoYTUVNQkVSX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSTUVNQkVSX1NUQVRFX0FMSVZFEAESGAoUTUVNQkVSX1NUQVRFX1NVU1BFQ1QQAhIVChFNRU1CRVJfU1RBVEVfREVBRBADEhUKEU1FTUJFUl9TVEFURV9MRUZUEAQqXQoLS3ZDb25kaXRpb24SFQoRS1ZfQ09ORElUSU9OX05PTkUQABIaChZLVl9DT05ESVRJT05fSUZfQUJTRU5UEAESGwoXS1ZfQ09ORElUSU9OX0lGX1BSRVNFTlQQAmIGcHJvdG8z");
 
 /**
  * A heartbeat: who I am, where I listen, and how fresh my change queue is.
@@ -925,6 +925,701 @@ export const PmAckSchema: GenMessage<PmAck> = /*@__PURE__*/
   messageDesc(file_grapevine_v1_grapevine, 34);
 
 /**
+ * One version of a key: the write that made it. The highest (hlc, node) wins
+ * on every replica. A tombstone (deleted) carries no value.
+ *
+ * @generated from message grapevine.v1.KvEntry
+ */
+export type KvEntry = Message<"grapevine.v1.KvEntry"> & {
+  /**
+   * @generated from field: bytes key = 1;
+   */
+  key: Uint8Array;
+
+  /**
+   * @generated from field: bytes value = 2;
+   */
+  value: Uint8Array;
+
+  /**
+   * Hybrid logical clock: wall ms << 16 | logical counter.
+   *
+   * @generated from field: uint64 hlc = 3;
+   */
+  hlc: bigint;
+
+  /**
+   * The writer's node id (ties on hlc go to the higher id).
+   *
+   * @generated from field: string node = 4;
+   */
+  node: string;
+
+  /**
+   * @generated from field: bool deleted = 5;
+   */
+  deleted: boolean;
+
+  /**
+   * Wall-clock ms after which the value reads as absent; 0 = never.
+   *
+   * @generated from field: uint64 expires_ms = 6;
+   */
+  expiresMs: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.KvEntry.
+ * Use `create(KvEntrySchema)` to create a new message.
+ */
+export const KvEntrySchema: GenMessage<KvEntry> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 35);
+
+/**
+ * What a replica holds of one key, without the value (anti-entropy).
+ *
+ * @generated from message grapevine.v1.KvVersion
+ */
+export type KvVersion = Message<"grapevine.v1.KvVersion"> & {
+  /**
+   * @generated from field: bytes key = 1;
+   */
+  key: Uint8Array;
+
+  /**
+   * @generated from field: uint64 hlc = 2;
+   */
+  hlc: bigint;
+
+  /**
+   * @generated from field: string node = 3;
+   */
+  node: string;
+
+  /**
+   * @generated from field: bool deleted = 4;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.KvVersion.
+ * Use `create(KvVersionSchema)` to create a new message.
+ */
+export const KvVersionSchema: GenMessage<KvVersion> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 36);
+
+/**
+ * Peer to peer, one way: changes flooded over the overlay (or pushed by
+ * anti-entropy). A receiver applies each and floods on the ones that won.
+ *
+ * @generated from message grapevine.v1.KvBatch
+ */
+export type KvBatch = Message<"grapevine.v1.KvBatch"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.KvEntry entries = 1;
+   */
+  entries: KvEntry[];
+};
+
+/**
+ * Describes the message grapevine.v1.KvBatch.
+ * Use `create(KvBatchSchema)` to create a new message.
+ */
+export const KvBatchSchema: GenMessage<KvBatch> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 37);
+
+/**
+ * Anti-entropy step 1: the sender's fingerprint of every bucket
+ * (bucket_count little-endian uint64 values, XOR of its entries' hashes).
+ *
+ * @generated from message grapevine.v1.KvSyncRequest
+ */
+export type KvSyncRequest = Message<"grapevine.v1.KvSyncRequest"> & {
+  /**
+   * @generated from field: uint32 bucket_count = 1;
+   */
+  bucketCount: number;
+
+  /**
+   * @generated from field: bytes bucket_hashes = 2;
+   */
+  bucketHashes: Uint8Array;
+};
+
+/**
+ * Describes the message grapevine.v1.KvSyncRequest.
+ * Use `create(KvSyncRequestSchema)` to create a new message.
+ */
+export const KvSyncRequestSchema: GenMessage<KvSyncRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 38);
+
+/**
+ * Anti-entropy step 2: the versions the responder holds in buckets whose
+ * fingerprints differ (whole buckets, listed in `buckets`).
+ *
+ * @generated from message grapevine.v1.KvSyncResponse
+ */
+export type KvSyncResponse = Message<"grapevine.v1.KvSyncResponse"> & {
+  /**
+   * @generated from field: repeated uint32 buckets = 1;
+   */
+  buckets: number[];
+
+  /**
+   * @generated from field: repeated grapevine.v1.KvVersion versions = 2;
+   */
+  versions: KvVersion[];
+
+  /**
+   * More buckets differ than fit in one answer: ask again.
+   *
+   * @generated from field: bool more = 3;
+   */
+  more: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.KvSyncResponse.
+ * Use `create(KvSyncResponseSchema)` to create a new message.
+ */
+export const KvSyncResponseSchema: GenMessage<KvSyncResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 39);
+
+/**
+ * Anti-entropy step 3: the entries of these keys, newer on the responder.
+ *
+ * @generated from message grapevine.v1.KvFetchRequest
+ */
+export type KvFetchRequest = Message<"grapevine.v1.KvFetchRequest"> & {
+  /**
+   * @generated from field: repeated bytes keys = 1;
+   */
+  keys: Uint8Array[];
+};
+
+/**
+ * Describes the message grapevine.v1.KvFetchRequest.
+ * Use `create(KvFetchRequestSchema)` to create a new message.
+ */
+export const KvFetchRequestSchema: GenMessage<KvFetchRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 40);
+
+/**
+ * @generated from message grapevine.v1.KvFetchResponse
+ */
+export type KvFetchResponse = Message<"grapevine.v1.KvFetchResponse"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.KvEntry entries = 1;
+   */
+  entries: KvEntry[];
+};
+
+/**
+ * Describes the message grapevine.v1.KvFetchResponse.
+ * Use `create(KvFetchResponseSchema)` to create a new message.
+ */
+export const KvFetchResponseSchema: GenMessage<KvFetchResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 41);
+
+/**
+ * Partitioned mode (replicas: R): a write stamped elsewhere, for an owner to store.
+ *
+ * @generated from message grapevine.v1.KvApplyRequest
+ */
+export type KvApplyRequest = Message<"grapevine.v1.KvApplyRequest"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.KvEntry entries = 1;
+   */
+  entries: KvEntry[];
+};
+
+/**
+ * Describes the message grapevine.v1.KvApplyRequest.
+ * Use `create(KvApplyRequestSchema)` to create a new message.
+ */
+export const KvApplyRequestSchema: GenMessage<KvApplyRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 42);
+
+/**
+ * @generated from message grapevine.v1.KvApplyResponse
+ */
+export type KvApplyResponse = Message<"grapevine.v1.KvApplyResponse"> & {
+};
+
+/**
+ * Describes the message grapevine.v1.KvApplyResponse.
+ * Use `create(KvApplyResponseSchema)` to create a new message.
+ */
+export const KvApplyResponseSchema: GenMessage<KvApplyResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 43);
+
+/**
+ * @generated from message grapevine.v1.KvPutRequest
+ */
+export type KvPutRequest = Message<"grapevine.v1.KvPutRequest"> & {
+  /**
+   * @generated from field: bytes key = 1;
+   */
+  key: Uint8Array;
+
+  /**
+   * @generated from field: bytes value = 2;
+   */
+  value: Uint8Array;
+
+  /**
+   * 0: no expiry.
+   *
+   * @generated from field: uint64 ttl_ms = 3;
+   */
+  ttlMs: bigint;
+
+  /**
+   * @generated from field: grapevine.v1.KvCondition condition = 4;
+   */
+  condition: KvCondition;
+};
+
+/**
+ * Describes the message grapevine.v1.KvPutRequest.
+ * Use `create(KvPutRequestSchema)` to create a new message.
+ */
+export const KvPutRequestSchema: GenMessage<KvPutRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 44);
+
+/**
+ * @generated from message grapevine.v1.KvPutResponse
+ */
+export type KvPutResponse = Message<"grapevine.v1.KvPutResponse"> & {
+  /**
+   * False when the condition did not hold.
+   *
+   * @generated from field: bool written = 1;
+   */
+  written: boolean;
+
+  /**
+   * @generated from field: uint64 hlc = 2;
+   */
+  hlc: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.KvPutResponse.
+ * Use `create(KvPutResponseSchema)` to create a new message.
+ */
+export const KvPutResponseSchema: GenMessage<KvPutResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 45);
+
+/**
+ * @generated from message grapevine.v1.KvGetRequest
+ */
+export type KvGetRequest = Message<"grapevine.v1.KvGetRequest"> & {
+  /**
+   * @generated from field: repeated bytes keys = 1;
+   */
+  keys: Uint8Array[];
+
+  /**
+   * Answer from this node's replica only (an owner asked by a non-owner).
+   *
+   * @generated from field: bool local = 2;
+   */
+  local: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.KvGetRequest.
+ * Use `create(KvGetRequestSchema)` to create a new message.
+ */
+export const KvGetRequestSchema: GenMessage<KvGetRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 46);
+
+/**
+ * @generated from message grapevine.v1.KvValue
+ */
+export type KvValue = Message<"grapevine.v1.KvValue"> & {
+  /**
+   * @generated from field: bool found = 1;
+   */
+  found: boolean;
+
+  /**
+   * @generated from field: bytes value = 2;
+   */
+  value: Uint8Array;
+};
+
+/**
+ * Describes the message grapevine.v1.KvValue.
+ * Use `create(KvValueSchema)` to create a new message.
+ */
+export const KvValueSchema: GenMessage<KvValue> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 47);
+
+/**
+ * @generated from message grapevine.v1.KvGetResponse
+ */
+export type KvGetResponse = Message<"grapevine.v1.KvGetResponse"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.KvValue values = 1;
+   */
+  values: KvValue[];
+};
+
+/**
+ * Describes the message grapevine.v1.KvGetResponse.
+ * Use `create(KvGetResponseSchema)` to create a new message.
+ */
+export const KvGetResponseSchema: GenMessage<KvGetResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 48);
+
+/**
+ * @generated from message grapevine.v1.KvDelRequest
+ */
+export type KvDelRequest = Message<"grapevine.v1.KvDelRequest"> & {
+  /**
+   * @generated from field: repeated bytes keys = 1;
+   */
+  keys: Uint8Array[];
+};
+
+/**
+ * Describes the message grapevine.v1.KvDelRequest.
+ * Use `create(KvDelRequestSchema)` to create a new message.
+ */
+export const KvDelRequestSchema: GenMessage<KvDelRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 49);
+
+/**
+ * @generated from message grapevine.v1.KvDelResponse
+ */
+export type KvDelResponse = Message<"grapevine.v1.KvDelResponse"> & {
+  /**
+   * Keys that existed and now are tombstones.
+   *
+   * @generated from field: uint32 deleted = 1;
+   */
+  deleted: number;
+};
+
+/**
+ * Describes the message grapevine.v1.KvDelResponse.
+ * Use `create(KvDelResponseSchema)` to create a new message.
+ */
+export const KvDelResponseSchema: GenMessage<KvDelResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 50);
+
+/**
+ * @generated from message grapevine.v1.KvListRequest
+ */
+export type KvListRequest = Message<"grapevine.v1.KvListRequest"> & {
+  /**
+   * Keys strictly after this one (bytewise order); empty: from the start.
+   *
+   * @generated from field: bytes after = 1;
+   */
+  after: Uint8Array;
+
+  /**
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+
+  /**
+   * Glob as in Redis KEYS (* ? [abc] \\x); empty: every key.
+   *
+   * @generated from field: string pattern = 3;
+   */
+  pattern: string;
+
+  /**
+   * @generated from field: bool local = 4;
+   */
+  local: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.KvListRequest.
+ * Use `create(KvListRequestSchema)` to create a new message.
+ */
+export const KvListRequestSchema: GenMessage<KvListRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 51);
+
+/**
+ * @generated from message grapevine.v1.KvPair
+ */
+export type KvPair = Message<"grapevine.v1.KvPair"> & {
+  /**
+   * @generated from field: bytes key = 1;
+   */
+  key: Uint8Array;
+
+  /**
+   * @generated from field: bytes value = 2;
+   */
+  value: Uint8Array;
+};
+
+/**
+ * Describes the message grapevine.v1.KvPair.
+ * Use `create(KvPairSchema)` to create a new message.
+ */
+export const KvPairSchema: GenMessage<KvPair> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 52);
+
+/**
+ * @generated from message grapevine.v1.KvListResponse
+ */
+export type KvListResponse = Message<"grapevine.v1.KvListResponse"> & {
+  /**
+   * @generated from field: repeated grapevine.v1.KvPair pairs = 1;
+   */
+  pairs: KvPair[];
+
+  /**
+   * @generated from field: bool more = 2;
+   */
+  more: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.KvListResponse.
+ * Use `create(KvListResponseSchema)` to create a new message.
+ */
+export const KvListResponseSchema: GenMessage<KvListResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 53);
+
+/**
+ * @generated from message grapevine.v1.LockAcquireRequest
+ */
+export type LockAcquireRequest = Message<"grapevine.v1.LockAcquireRequest"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: uint64 ttl_ms = 2;
+   */
+  ttlMs: bigint;
+
+  /**
+   * @generated from field: uint64 wait_ms = 3;
+   */
+  waitMs: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.LockAcquireRequest.
+ * Use `create(LockAcquireRequestSchema)` to create a new message.
+ */
+export const LockAcquireRequestSchema: GenMessage<LockAcquireRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 54);
+
+/**
+ * @generated from message grapevine.v1.LockAcquireResponse
+ */
+export type LockAcquireResponse = Message<"grapevine.v1.LockAcquireResponse"> & {
+  /**
+   * @generated from field: bool acquired = 1;
+   */
+  acquired: boolean;
+
+  /**
+   * @generated from field: uint64 token = 2;
+   */
+  token: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.LockAcquireResponse.
+ * Use `create(LockAcquireResponseSchema)` to create a new message.
+ */
+export const LockAcquireResponseSchema: GenMessage<LockAcquireResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 55);
+
+/**
+ * @generated from message grapevine.v1.LockReleaseRequest
+ */
+export type LockReleaseRequest = Message<"grapevine.v1.LockReleaseRequest"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: uint64 token = 2;
+   */
+  token: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.LockReleaseRequest.
+ * Use `create(LockReleaseRequestSchema)` to create a new message.
+ */
+export const LockReleaseRequestSchema: GenMessage<LockReleaseRequest> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 56);
+
+/**
+ * @generated from message grapevine.v1.LockReleaseResponse
+ */
+export type LockReleaseResponse = Message<"grapevine.v1.LockReleaseResponse"> & {
+  /**
+   * @generated from field: bool released = 1;
+   */
+  released: boolean;
+};
+
+/**
+ * Describes the message grapevine.v1.LockReleaseResponse.
+ * Use `create(LockReleaseResponseSchema)` to create a new message.
+ */
+export const LockReleaseResponseSchema: GenMessage<LockReleaseResponse> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 57);
+
+/**
+ * Node to node: "grant `holder`'s attempt a lease on key with this token".
+ *
+ * @generated from message grapevine.v1.LockPropose
+ */
+export type LockPropose = Message<"grapevine.v1.LockPropose"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: string holder = 2;
+   */
+  holder: string;
+
+  /**
+   * @generated from field: uint64 attempt = 3;
+   */
+  attempt: bigint;
+
+  /**
+   * @generated from field: uint64 token = 4;
+   */
+  token: bigint;
+
+  /**
+   * @generated from field: uint64 ttl_ms = 5;
+   */
+  ttlMs: bigint;
+
+  /**
+   * Fair order of contenders: (priority, holder, attempt), lowest first.
+   *
+   * @generated from field: uint64 priority = 6;
+   */
+  priority: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.LockPropose.
+ * Use `create(LockProposeSchema)` to create a new message.
+ */
+export const LockProposeSchema: GenMessage<LockPropose> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 58);
+
+/**
+ * A grantor's answer; sent again later (same request id, response=false)
+ * when a queued proposal is granted.
+ *
+ * @generated from message grapevine.v1.LockVote
+ */
+export type LockVote = Message<"grapevine.v1.LockVote"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: uint64 attempt = 2;
+   */
+  attempt: bigint;
+
+  /**
+   * @generated from field: bool granted = 3;
+   */
+  granted: boolean;
+
+  /**
+   * Highest token this grantor has granted for the key.
+   *
+   * @generated from field: uint64 max_token = 4;
+   */
+  maxToken: bigint;
+
+  /**
+   * @generated from field: bool queued = 5;
+   */
+  queued: boolean;
+
+  /**
+   * @generated from field: uint64 token = 6;
+   */
+  token: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.LockVote.
+ * Use `create(LockVoteSchema)` to create a new message.
+ */
+export const LockVoteSchema: GenMessage<LockVote> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 59);
+
+/**
+ * Node to node: end (or withdraw) an attempt's lease or place in the queue.
+ *
+ * @generated from message grapevine.v1.LockRelease
+ */
+export type LockRelease = Message<"grapevine.v1.LockRelease"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: string holder = 2;
+   */
+  holder: string;
+
+  /**
+   * @generated from field: uint64 attempt = 3;
+   */
+  attempt: bigint;
+
+  /**
+   * @generated from field: uint64 token = 4;
+   */
+  token: bigint;
+};
+
+/**
+ * Describes the message grapevine.v1.LockRelease.
+ * Use `create(LockReleaseSchema)` to create a new message.
+ */
+export const LockReleaseSchema: GenMessage<LockRelease> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 60);
+
+/**
+ * @generated from message grapevine.v1.LockReleased
+ */
+export type LockReleased = Message<"grapevine.v1.LockReleased"> & {
+};
+
+/**
+ * Describes the message grapevine.v1.LockReleased.
+ * Use `create(LockReleasedSchema)` to create a new message.
+ */
+export const LockReleasedSchema: GenMessage<LockReleased> = /*@__PURE__*/
+  messageDesc(file_grapevine_v1_grapevine, 61);
+
+/**
  * @generated from message grapevine.v1.Envelope
  */
 export type Envelope = Message<"grapevine.v1.Envelope"> & {
@@ -1120,6 +1815,144 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
      */
     value: PmAck;
     case: "pmAck";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvBatch kv_batch = 70;
+     */
+    value: KvBatch;
+    case: "kvBatch";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvSyncRequest kv_sync_request = 71;
+     */
+    value: KvSyncRequest;
+    case: "kvSyncRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvSyncResponse kv_sync_response = 72;
+     */
+    value: KvSyncResponse;
+    case: "kvSyncResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvFetchRequest kv_fetch_request = 73;
+     */
+    value: KvFetchRequest;
+    case: "kvFetchRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvFetchResponse kv_fetch_response = 74;
+     */
+    value: KvFetchResponse;
+    case: "kvFetchResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvApplyRequest kv_apply_request = 75;
+     */
+    value: KvApplyRequest;
+    case: "kvApplyRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvApplyResponse kv_apply_response = 76;
+     */
+    value: KvApplyResponse;
+    case: "kvApplyResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvPutRequest kv_put_request = 80;
+     */
+    value: KvPutRequest;
+    case: "kvPutRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvPutResponse kv_put_response = 81;
+     */
+    value: KvPutResponse;
+    case: "kvPutResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvGetRequest kv_get_request = 82;
+     */
+    value: KvGetRequest;
+    case: "kvGetRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvGetResponse kv_get_response = 83;
+     */
+    value: KvGetResponse;
+    case: "kvGetResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvDelRequest kv_del_request = 84;
+     */
+    value: KvDelRequest;
+    case: "kvDelRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvDelResponse kv_del_response = 85;
+     */
+    value: KvDelResponse;
+    case: "kvDelResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvListRequest kv_list_request = 86;
+     */
+    value: KvListRequest;
+    case: "kvListRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.KvListResponse kv_list_response = 87;
+     */
+    value: KvListResponse;
+    case: "kvListResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockAcquireRequest lock_acquire_request = 90;
+     */
+    value: LockAcquireRequest;
+    case: "lockAcquireRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockAcquireResponse lock_acquire_response = 91;
+     */
+    value: LockAcquireResponse;
+    case: "lockAcquireResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockReleaseRequest lock_release_request = 92;
+     */
+    value: LockReleaseRequest;
+    case: "lockReleaseRequest";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockReleaseResponse lock_release_response = 93;
+     */
+    value: LockReleaseResponse;
+    case: "lockReleaseResponse";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockPropose lock_propose = 94;
+     */
+    value: LockPropose;
+    case: "lockPropose";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockVote lock_vote = 95;
+     */
+    value: LockVote;
+    case: "lockVote";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockRelease lock_release = 96;
+     */
+    value: LockRelease;
+    case: "lockRelease";
+  } | {
+    /**
+     * @generated from field: grapevine.v1.LockReleased lock_released = 97;
+     */
+    value: LockReleased;
+    case: "lockReleased";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1128,7 +1961,7 @@ export type Envelope = Message<"grapevine.v1.Envelope"> & {
  * Use `create(EnvelopeSchema)` to create a new message.
  */
 export const EnvelopeSchema: GenMessage<Envelope> = /*@__PURE__*/
-  messageDesc(file_grapevine_v1_grapevine, 35);
+  messageDesc(file_grapevine_v1_grapevine, 62);
 
 /**
  * @generated from enum grapevine.v1.MemberState
@@ -1165,4 +1998,34 @@ export enum MemberState {
  */
 export const MemberStateSchema: GenEnum<MemberState> = /*@__PURE__*/
   enumDesc(file_grapevine_v1_grapevine, 0);
+
+/**
+ * @generated from enum grapevine.v1.KvCondition
+ */
+export enum KvCondition {
+  /**
+   * @generated from enum value: KV_CONDITION_NONE = 0;
+   */
+  NONE = 0,
+
+  /**
+   * SET NX: only when absent.
+   *
+   * @generated from enum value: KV_CONDITION_IF_ABSENT = 1;
+   */
+  IF_ABSENT = 1,
+
+  /**
+   * SET XX: only when present.
+   *
+   * @generated from enum value: KV_CONDITION_IF_PRESENT = 2;
+   */
+  IF_PRESENT = 2,
+}
+
+/**
+ * Describes the enum grapevine.v1.KvCondition.
+ */
+export const KvConditionSchema: GenEnum<KvCondition> = /*@__PURE__*/
+  enumDesc(file_grapevine_v1_grapevine, 1);
 

@@ -1,0 +1,469 @@
+import type { KvEntry } from '../core/kv/entry.js';
+import { globMatch } from '../core/kv/glob.js';
+import { hlcOf, hlcWallMs } from '../core/kv/hlc.js';
+import { ENTRY_OVERHEAD_BYTES, KV_REPLICA_DEFAULTS, KvReplica } from '../core/kv/replica.js';
+import { KvStore } from '../store/kv-store.js';
+import { encodeEnvelopeFrame } from '../wire/index.js';
+import type { Envelope, KvEntry as WireEntry } from '../wire/index.js';
+import type { FramedConnection } from './connection.js';
+import { KV_LIMITS_DEFAULT, KvError } from './kv-access.js';
+import type { KvAccess, KvLimits, KvPutOptions } from './kv-access.js';
+import { entryFromWire, entryToWire, keyFromBytes, keyToBytes, versionFromWire, versionToWire } from './kv-codec.js';
+import type { Logger } from './log.js';
+import { RateLimitedLog } from './log.js';
+import type { Service } from './supervisor.js';
+
+/**
+ * The replicated cache on a node (seeds 000 and 002). The core replica
+ * decides which version of a key wins; this service stores, answers and
+ * sends. Writes are group-committed: every write of one turn of the event
+ * loop goes to SQLite in one transaction, and only then are the writers
+ * answered and the changes flooded to the overlay neighbours, so an
+ * acknowledged write is on disk at its node before anyone hears of it.
+ *
+ * Anti-entropy (digest of bucket fingerprints, then the versions of the
+ * buckets that differ, then the entries that are newer on either side)
+ * runs when a link comes up (restart, healed partition), when a change had
+ * to be dropped, and every `idleSyncIntervalMs` with each neighbour.
+ */
+export interface KvServiceOptions {
+  readonly selfId: string;
+  readonly dataDir: string;
+  readonly log: Logger;
+  readonly limits: KvLimits;
+  readonly keysMax: number;
+  readonly bucketCount: number;
+  readonly idleSyncIntervalMs: number;
+  /** Tombstones and expired values are kept at least this long. */
+  readonly tombstoneRetentionMs: number;
+  /** Writes waiting for the next group commit; beyond it writes are refused (busy) and incoming changes dropped. */
+  readonly pendingWritesMax: number;
+  /** Bounds of one anti-entropy answer. */
+  readonly syncVersionsMax: number;
+  readonly syncBytesMax: number;
+  readonly neighbours: () => readonly string[];
+  readonly connection: (peerId: string) => FramedConnection | undefined;
+  /** Oldest unreplicated change (wall ms, 0: none) each live member reported in its beacon. */
+  readonly membersOldestPendingMs: () => readonly number[];
+}
+
+export const KV_SERVICE_DEFAULTS = Object.freeze({
+  limits: KV_LIMITS_DEFAULT,
+  keysMax: KV_REPLICA_DEFAULTS.keysMax,
+  bucketCount: KV_REPLICA_DEFAULTS.bucketCount,
+  idleSyncIntervalMs: 30_000,
+  tombstoneRetentionMs: 3_600_000,
+  pendingWritesMax: 200_000,
+  syncVersionsMax: 50_000,
+  syncBytesMax: 2 * 1024 * 1024,
+});
+
+interface PendingWrite {
+  readonly entry: KvEntry;
+  /** The neighbour it came from (not flooded back); undefined for our own writes. */
+  readonly from: string | undefined;
+  readonly onDone?: (err?: Error) => void;
+}
+
+const PURGE_INTERVAL_MS = 60_000;
+const PURGE_BATCH_MAX = 100_000;
+const SYNC_TIMEOUT_MS = 30_000;
+/** Entries per flood frame stop at about this many bytes (the frame limit is 4 MiB). */
+const FRAME_BYTES_TARGET = 1024 * 1024;
+
+export class KvService implements Service, KvAccess {
+  readonly name = 'cache';
+  private replica: KvReplica | undefined;
+  private store: KvStore | undefined;
+  private pending: PendingWrite[] = [];
+  private flushScheduled = false;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private purgeTimer: NodeJS.Timeout | undefined;
+  private readonly syncing = new Set<string>();
+  private readonly offences: RateLimitedLog;
+  /** Wall ms of the oldest change committed but not yet handed to every neighbour's socket. */
+  private oldestUnsentMs = 0;
+  readonly stats = { puts: 0, deletes: 0, received: 0, stale: 0, invalid: 0, dropped: 0, synced: 0, pushed: 0, syncRounds: 0, purged: 0 };
+
+  constructor(private readonly options: KvServiceOptions) {
+    this.offences = new RateLimitedLog(options.log);
+  }
+
+  get limits(): KvLimits {
+    return this.options.limits;
+  }
+
+  async start(): Promise<void> {
+    const store = KvStore.open(this.options.dataDir);
+    const replica = new KvReplica({ selfId: this.options.selfId, bucketCount: this.options.bucketCount, keysMax: this.options.keysMax, clockAheadMaxMs: KV_REPLICA_DEFAULTS.clockAheadMaxMs });
+    replica.restore(store.all());
+    this.store = store;
+    this.replica = replica;
+    this.options.log.info({ keys: replica.size, values: replica.valueCount }, 'cache store open');
+    this.syncTimer = setInterval(() => this.syncAll(), this.options.idleSyncIntervalMs);
+    this.purgeTimer = setInterval(() => this.purge(), PURGE_INTERVAL_MS);
+    this.syncAll();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.syncTimer);
+    clearInterval(this.purgeTimer);
+    this.flush();
+    this.store?.close();
+    this.store = undefined;
+    this.replica = undefined;
+    this.syncing.clear();
+  }
+
+  /** For beacons: wall ms of the oldest change not yet sent to every neighbour; 0 when none. */
+  oldestPendingMs(): number {
+    if (this.pending.length > 0) return hlcWallMs(this.pending[0]!.entry.hlc);
+    return this.oldestUnsentMs;
+  }
+
+  // ---- KvAccess ----
+
+  get(key: Uint8Array): Promise<Uint8Array | undefined> {
+    return Promise.resolve(this.getNow(key));
+  }
+
+  /** The value a read sees now (own writes included as soon as they are acknowledged). */
+  getNow(key: Uint8Array): Uint8Array | undefined {
+    return this.replica?.get(keyFromBytes(key), Date.now())?.value;
+  }
+
+  getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
+    return Promise.resolve(keys.map((k) => this.getNow(k)));
+  }
+
+  put(key: Uint8Array, value: Uint8Array, options: KvPutOptions = {}): Promise<boolean> {
+    try {
+      this.checkKey(key);
+      this.checkValue(value);
+      const replica = this.open();
+      const k = keyFromBytes(key);
+      const now = Date.now();
+      const condition = options.condition ?? 'always';
+      if (condition !== 'always') {
+        const present = replica.get(k, now) !== undefined;
+        if ((condition === 'if_absent') === present) return Promise.resolve(false);
+      }
+      const ttlMs = options.ttlMs ?? 0;
+      const entry = this.writeLocal(replica, k, value, now, ttlMs > 0 ? now + ttlMs : 0);
+      this.stats.puts += 1;
+      return this.commit(entry).then(() => true);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  putMany(pairs: readonly (readonly [Uint8Array, Uint8Array])[]): Promise<void> {
+    try {
+      for (const [k, v] of pairs) {
+        this.checkKey(k);
+        this.checkValue(v);
+      }
+      const replica = this.open();
+      const now = Date.now();
+      const commits = pairs.map(([k, v]) => this.commit(this.writeLocal(replica, keyFromBytes(k), v, now, 0)));
+      this.stats.puts += pairs.length;
+      return Promise.all(commits).then(() => undefined);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  del(keys: readonly Uint8Array[]): Promise<number> {
+    try {
+      for (const k of keys) this.checkKey(k);
+      const replica = this.open();
+      const now = Date.now();
+      const commits: Promise<void>[] = [];
+      let existed = 0;
+      for (const key of keys) {
+        const k = keyFromBytes(key);
+        const held = replica.raw(k);
+        // Deleting what is absent writes nothing: no tombstone to replicate.
+        if (!held || held.value === undefined) continue;
+        if (replica.get(k, now)) existed += 1;
+        commits.push(this.commit(this.writeLocal(replica, k, undefined, now, 0)));
+      }
+      this.stats.deletes += commits.length;
+      return Promise.all(commits).then(() => existed);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  scan(after: Uint8Array | undefined, limit: number, pattern?: Uint8Array): Promise<{ keys: Uint8Array[]; more: boolean }> {
+    const replica = this.replica;
+    if (!replica) return Promise.reject(new KvError('unavailable', 'the cache store is not open'));
+    const glob = pattern && pattern.length > 0 ? keyFromBytes(pattern) : undefined;
+    const match = glob === undefined || glob === '*' ? undefined : (key: string) => globMatch(glob, key);
+    const page = replica.scan(after && after.length > 0 ? keyFromBytes(after) : undefined, limit, Date.now(), match);
+    return Promise.resolve({ keys: page.keys.map(keyToBytes), more: page.more });
+  }
+
+  size(): number {
+    return this.replica?.valueCount ?? 0;
+  }
+
+  info(): Record<string, string | number> {
+    const r = this.replica;
+    return {
+      keys_held: r?.size ?? 0,
+      values_held: r?.valueCount ?? 0,
+      hlc: r?.clock.current ?? 0,
+      pending_writes: this.pending.length,
+      ...Object.fromEntries(Object.entries(this.stats).map(([k, v]) => [`repl_${k}`, v])),
+    };
+  }
+
+  // ---- peers ----
+
+  /** A peer frame for the cache; false when it is not the cache's. */
+  onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): boolean {
+    switch (env.body.case) {
+      case 'kvBatch':
+        this.receive(peerId, env.body.value.entries);
+        return true;
+      case 'kvSyncRequest':
+        this.answerSync(peerId, env, conn);
+        return true;
+      case 'kvFetchRequest':
+        this.answerFetch(env, conn);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** A link came up (a restart or a healed partition): catch up at once. */
+  onLinkUp(peerId: string): void {
+    this.syncWith(peerId);
+  }
+
+  private open(): KvReplica {
+    if (!this.replica) throw new KvError('unavailable', 'the cache store is not open');
+    if (this.pending.length >= this.options.pendingWritesMax) throw new KvError('busy', `more than ${this.options.pendingWritesMax} writes waiting for the disk; try again`);
+    return this.replica;
+  }
+
+  private checkKey(key: Uint8Array): void {
+    if (key.length === 0) throw new KvError('empty_key', 'the key is empty');
+    if (key.length > this.options.limits.keyBytesMax) throw new KvError('too_large', `key of ${key.length} bytes; the limit is ${this.options.limits.keyBytesMax} bytes`);
+  }
+
+  private checkValue(value: Uint8Array): void {
+    if (value.length > this.options.limits.valueBytesMax) throw new KvError('too_large', `value of ${value.length} bytes; the limit is ${this.options.limits.valueBytesMax} bytes`);
+  }
+
+  private writeLocal(replica: KvReplica, key: string, value: Uint8Array | undefined, nowMs: number, expiresMs: number): KvEntry {
+    const entry = replica.write(key, value, nowMs, expiresMs);
+    if (entry === 'full') throw new KvError('busy', `the cache holds ${replica.size} keys, its limit; delete some first`);
+    return entry;
+  }
+
+  private commit(entry: KvEntry): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.enqueue({ entry, from: undefined, onDone: (err) => (err ? reject(err) : resolve()) });
+    });
+  }
+
+  private receive(peerId: string, entries: readonly WireEntry[]): number {
+    const replica = this.replica;
+    if (!replica) return 0;
+    const now = Date.now();
+    const horizon = this.horizon(now);
+    let won = 0;
+    for (const w of entries) {
+      const entry = entryFromWire(w, this.options.limits);
+      if (!entry) {
+        this.stats.invalid += 1;
+        this.offences.warn(`cache:${peerId}`, performance.now(), { peer: peerId }, 'dropped an invalid cache change');
+        continue;
+      }
+      this.stats.received += 1;
+      if (KvReplica.belowHorizon(entry, horizon)) continue;
+      if (this.pending.length >= this.options.pendingWritesMax) {
+        this.stats.dropped += 1;
+        this.offences.warn('cache:overload', performance.now(), { pending: this.pending.length }, 'write queue full; dropped a change for anti-entropy to fetch again');
+        continue;
+      }
+      if (!replica.apply(entry, now)) {
+        this.stats.stale += 1;
+        continue;
+      }
+      won += 1;
+      this.enqueue({ entry, from: peerId });
+    }
+    return won;
+  }
+
+  private enqueue(w: PendingWrite): void {
+    this.pending.push(w);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Group commit: one transaction for the turn's writes, then acknowledge and flood. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    if (batch.length === 0) return;
+    this.pending = [];
+    try {
+      if (!this.store) throw new KvError('unavailable', 'the cache store is closed');
+      this.store.write(batch.map((w) => w.entry));
+    } catch (err) {
+      // The replica in memory already holds these versions; a client whose
+      // write failed is told so, and a restart reloads what the disk has.
+      this.options.log.error({ err: (err as Error).message, writes: batch.length }, 'cache write failed');
+      for (const w of batch) w.onDone?.(err as Error);
+      return;
+    }
+    for (const w of batch) w.onDone?.();
+    this.flood(batch);
+  }
+
+  /**
+   * Sends each neighbour the batch's changes except those it sent us. Frames
+   * are encoded once per distinct set of recipients, not once per neighbour.
+   */
+  private flood(batch: readonly PendingWrite[]): void {
+    const neighbours = this.options.neighbours();
+    if (neighbours.length === 0) return;
+    const wire = batch.map((w) => entryToWire(w.entry));
+    const sources = new Set(batch.map((w) => w.from));
+    const framesFor = new Map<string | undefined, Uint8Array[]>();
+    let unsent = false;
+    for (const peer of neighbours) {
+      const excluded = sources.has(peer) ? peer : undefined;
+      let frames = framesFor.get(excluded);
+      if (!frames) {
+        frames = this.encodeBatch(excluded === undefined ? wire : wire.filter((_, i) => batch[i]!.from !== excluded));
+        framesFor.set(excluded, frames);
+      }
+      const conn = this.options.connection(peer);
+      if (!conn) {
+        unsent = true;
+        continue;
+      }
+      for (const f of frames) conn.sendFrame(f);
+    }
+    // A neighbour without a connection gets these by anti-entropy when its link comes up.
+    this.oldestUnsentMs = unsent ? this.oldestUnsentMs || hlcWallMs(batch[0]!.entry.hlc) : 0;
+  }
+
+  private encodeBatch(entries: readonly WireEntry[]): Uint8Array[] {
+    const frames: Uint8Array[] = [];
+    let start = 0;
+    let bytes = 0;
+    for (let i = 0; i < entries.length; i++) {
+      bytes += entries[i]!.key.length + entries[i]!.value.length + ENTRY_OVERHEAD_BYTES;
+      if (bytes >= FRAME_BYTES_TARGET || i === entries.length - 1) {
+        frames.push(encodeEnvelopeFrame({ body: { case: 'kvBatch', value: { entries: entries.slice(start, i + 1) } } }));
+        start = i + 1;
+        bytes = 0;
+      }
+    }
+    return frames;
+  }
+
+  // ---- anti-entropy ----
+
+  private syncAll(): void {
+    for (const peer of this.options.neighbours()) this.syncWith(peer);
+  }
+
+  /**
+   * Asks a neighbour for its versions of the buckets whose fingerprints
+   * differ, pushes what is newer here, fetches what is newer there, and goes
+   * again while buckets remain (answers are bounded).
+   */
+  private syncWith(peerId: string): void {
+    const replica = this.replica;
+    const conn = this.options.connection(peerId);
+    if (!replica || !conn || this.syncing.has(peerId)) return;
+    this.syncing.add(peerId);
+    this.stats.syncRounds += 1;
+    const done = (again: boolean) => {
+      this.syncing.delete(peerId);
+      if (again) setImmediate(() => this.syncWith(peerId));
+    };
+    conn
+      .request({ body: { case: 'kvSyncRequest', value: { bucketCount: replica.bucketCount, bucketHashes: replica.digest() } } }, SYNC_TIMEOUT_MS)
+      .then(async (answer) => {
+        if (answer.body.case !== 'kvSyncResponse' || !this.replica) return done(false);
+        const r = this.replica;
+        const versions = answer.body.value.versions.map(versionFromWire).filter((v) => v !== undefined);
+        const buckets = answer.body.value.buckets.filter((b) => b < r.bucketCount);
+        const plan = r.reconcile(buckets, versions);
+        if (plan.push.length > 0) {
+          for (const f of this.encodeBatch(plan.push.map(entryToWire))) conn.sendFrame(f);
+          this.stats.pushed += plan.push.length;
+        }
+        let fetched = 0;
+        for (let i = 0; i < plan.fetch.length; i += this.options.syncVersionsMax) {
+          const keys = plan.fetch.slice(i, i + this.options.syncVersionsMax).map(keyToBytes);
+          const reply = await conn.request({ body: { case: 'kvFetchRequest', value: { keys } } }, SYNC_TIMEOUT_MS);
+          if (reply.body.case !== 'kvFetchResponse') break;
+          fetched += this.receive(peerId, reply.body.value.entries);
+        }
+        this.stats.synced += fetched;
+        if (fetched > 0 || plan.push.length > 0) this.options.log.debug({ peer: peerId, fetched, pushed: plan.push.length, buckets: buckets.length }, 'cache anti-entropy');
+        // A fetch answer is bounded in bytes: what did not fit is found again next round.
+        done(answer.body.value.more || fetched < plan.fetch.length);
+      })
+      .catch(() => done(false));
+  }
+
+  private answerSync(peerId: string, env: Envelope, conn: FramedConnection): void {
+    const replica = this.replica;
+    if (env.body.case !== 'kvSyncRequest' || !replica) return;
+    const answer = env.body.value.bucketCount === replica.bucketCount ? replica.answerDigest(env.body.value.bucketHashes, this.options.syncVersionsMax) : undefined;
+    if (!answer) {
+      this.offences.warn(`cache-sync:${peerId}`, performance.now(), { peer: peerId, theirs: env.body.value.bucketCount, ours: replica.bucketCount }, 'cache digest of another shape');
+      conn.reply(env, { body: { case: 'error', value: { code: 'bad_request', message: `bucket count ${env.body.value.bucketCount} differs from ours (${replica.bucketCount})` } } });
+      return;
+    }
+    conn.reply(env, { body: { case: 'kvSyncResponse', value: { buckets: answer.buckets, versions: answer.versions.map(versionToWire), more: answer.more } } });
+  }
+
+  private answerFetch(env: Envelope, conn: FramedConnection): void {
+    const replica = this.replica;
+    if (env.body.case !== 'kvFetchRequest' || !replica) return;
+    const entries = replica.answerFetch(env.body.value.keys.map(keyFromBytes), this.options.syncBytesMax);
+    conn.reply(env, { body: { case: 'kvFetchResponse', value: { entries: entries.map(entryToWire) } } });
+  }
+
+  // ---- tombstones ----
+
+  /**
+   * Versions below this HLC that are tombstones (or values expired before
+   * its time) are forgotten: older than the retention floor, and older than
+   * the oldest unreplicated change any live member reports in its beacon.
+   */
+  private horizon(nowMs: number): number {
+    let ms = nowMs - this.options.tombstoneRetentionMs;
+    for (const pending of this.options.membersOldestPendingMs()) if (pending > 0 && pending < ms) ms = pending;
+    const own = this.oldestPendingMs();
+    if (own > 0 && own < ms) ms = own;
+    return hlcOf(Math.max(0, ms));
+  }
+
+  private purge(): void {
+    const replica = this.replica;
+    const store = this.store;
+    if (!replica || !store) return;
+    try {
+      const removed = replica.purge(this.horizon(Date.now()), PURGE_BATCH_MAX);
+      store.remove(removed);
+      this.stats.purged += removed.length;
+    } catch (err) {
+      this.options.log.error({ err: (err as Error).message }, 'cache purge failed');
+    }
+  }
+}
