@@ -35,7 +35,9 @@ export function handleKv(node: GrapevineNode, env: Envelope, conn: FramedConnect
     case 'kvGetRequest': {
       const keys = env.body.value.keys;
       if (keys.length > KEYS_PER_REQUEST_MAX) return fail(new KvError('too_large', `${keys.length} keys in one get; the limit is ${KEYS_PER_REQUEST_MAX}`));
-      kv.getMany(keys).then(
+      // `local`: another node asks this one as an owner; answering from here never loops.
+      const read = env.body.value.local ? Promise.resolve(keys.map((k) => kv.getNow(k))) : kv.getMany(keys);
+      read.then(
         (values) => conn.reply(env, { body: { case: 'kvGetResponse', value: { values: values.map((v) => (v ? { found: true, value: v } : { found: false })) } } }),
         fail,
       );

@@ -82,6 +82,13 @@ function handleRequest(node: GrapevineNode, env: Envelope, conn: FramedConnectio
       conn.reply(env, { body: { case: 'watchResponse', value: {} } });
       return;
     }
+    case 'kvApplyRequest':
+    case 'kvBatch':
+    case 'kvSyncRequest':
+    case 'kvFetchRequest':
+      // Another node's cache, over a request connection (a partitioned cache's owners).
+      node.kv.onRpcEnvelope(env, conn);
+      return;
     case 'kvPutRequest':
     case 'kvGetRequest':
     case 'kvDelRequest':

@@ -27,6 +27,8 @@ export interface ClusterFile {
   };
   readonly nodes: readonly ClusterNode[];
   readonly links: readonly (readonly [string, string])[] | undefined;
+  /** Copies of each cache key (consistent hashing); undefined: every node holds every key. */
+  readonly replicas: number | undefined;
 }
 
 export const DEFAULT_CLUSTER_NAME = 'grapevine';
@@ -110,7 +112,13 @@ export function parseClusterFile(text: string, path: string): ClusterFile {
       return [a, b] as [string, string];
     });
   }
-  return Object.freeze({ path, name: name as string, multicast: Object.freeze(multicast), nodes: Object.freeze(nodes), links: links && Object.freeze(links) });
+  let replicas: number | undefined;
+  if (raw.replicas !== undefined) {
+    const r = raw.replicas;
+    if (typeof r !== 'number' || !Number.isInteger(r) || r < 1 || r > CLUSTER_NODES_MAX) fail(`replicas must be an integer from 1 to ${CLUSTER_NODES_MAX} (copies of each key)`);
+    replicas = r as number;
+  }
+  return Object.freeze({ path, name: name as string, multicast: Object.freeze(multicast), nodes: Object.freeze(nodes), links: links && Object.freeze(links), replicas });
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

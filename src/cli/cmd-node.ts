@@ -30,11 +30,21 @@ Options:
   --max-message-bytes N   largest gossip message (default 65536, at most 1 MiB)
   --retain-messages N     gossip messages kept (default 1000000; oldest go first)
   --retain-days D         gossip messages older than this are purged (default 30)
+  --resp PORT             also speak the Redis protocol (RESP2) on PORT, on the
+                          node's host, for the replicated cache
+  --max-key-bytes N       largest cache key (default 8192)
+  --max-value-bytes N     largest cache value (default 1048576, at most 3 MiB)
+  --replicas R            copies of each cache key, placed by consistent hashing
+                          (default: the cluster file's "replicas", else every
+                          node holds every key)
+  --max-keys N            keys (incl. deleted ones not yet purged) a node holds
+                          before it refuses new keys (default 2000000)
   --log-level LEVEL       trace|debug|info|warn|error|fatal|silent (default info)
 
 With a cluster file that has "links", the node connects to exactly its
 linked nodes (the static gossip overlay); without, to its ring neighbours
-plus one chord (degree 3). Gossip messages are kept in DATA_DIR/gossip.db.
+plus one chord (degree 3). Gossip messages are kept in DATA_DIR/gossip.db,
+the cache in DATA_DIR/cache.db.
 `;
 
 export async function nodeMain(argv: string[]): Promise<number> {
@@ -43,7 +53,7 @@ export async function nodeMain(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const { config, logLevel } = buildNodeConfig(values);
+  const { config, logLevel, respPort } = buildNodeConfig(values);
   const log = createLogger(logLevel, { node: config.id ?? `${config.host}:${config.port}` });
   const node = new GrapevineNode(config, log);
   serveClients(node);
@@ -56,11 +66,24 @@ export async function nodeMain(argv: string[]): Promise<number> {
     if (e.code === 'EADDRNOTAVAIL') throw new UsageError(`${config.host} is not an address of this machine`);
     throw err;
   }
-  log.info({ id: node.id, addr: `${config.host}:${config.port}`, dataDir: config.dataDir }, 'node up');
+  let resp: { close(): Promise<void> } | undefined;
+  if (respPort !== undefined) {
+    try {
+      // Loaded only when asked for: a node without --resp does not pay for it.
+      const { startRespServer } = await import('../api/resp/server.js');
+      resp = await startRespServer({ host: config.host, port: respPort, kv: node.kv, log: log.child({ component: 'resp' }) });
+    } catch (err) {
+      await node.stop();
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EADDRINUSE') throw new OperationalError(`--resp ${config.host}:${respPort} is already in use`);
+      throw err;
+    }
+  }
+  log.info({ id: node.id, addr: `${config.host}:${config.port}`, dataDir: config.dataDir, resp: respPort }, 'node up');
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');
-      void node.stop().then(resolve, resolve);
+      void (resp?.close() ?? Promise.resolve()).then(() => node.stop()).then(resolve, resolve);
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));

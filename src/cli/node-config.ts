@@ -35,6 +35,7 @@ export interface NodeArgs {
   'max-key-bytes'?: string;
   'max-value-bytes'?: string;
   'max-keys'?: string;
+  replicas?: string;
 }
 
 export const NODE_OPTIONS = {
@@ -59,6 +60,7 @@ export const NODE_OPTIONS = {
   'max-key-bytes': { type: 'string' },
   'max-value-bytes': { type: 'string' },
   'max-keys': { type: 'string' },
+  replicas: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -131,6 +133,7 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
   const keyBytesMax = args['max-key-bytes'] ? parsePositiveInt(args['max-key-bytes'], '--max-key-bytes', 64 * 1024) : k.limits.keyBytesMax;
   const valueBytesMax = args['max-value-bytes'] ? parsePositiveInt(args['max-value-bytes'], '--max-value-bytes', VALUE_BYTES_LIMIT) : k.limits.valueBytesMax;
   const keysMax = args['max-keys'] ? parsePositiveInt(args['max-keys'], '--max-keys', 100_000_000) : k.keysMax;
+  const replicas = args.replicas !== undefined ? parsePositiveInt(args.replicas, '--replicas', 1_000) : file?.replicas;
   const respPort = args.resp !== undefined ? parsePort(args.resp, '--resp') : undefined;
   if (respPort !== undefined && respPort === port) throw new UsageError(`--resp ${respPort} is the node's own port; give the Redis protocol a port of its own`);
 
@@ -152,7 +155,7 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
     staticLinks: file?.links,
     clusterNodes: file?.nodes ?? [],
     gossip: Object.freeze({ ...g, messageBytesMax, retention: Object.freeze({ retainCount, retainMs }) }),
-    kv: Object.freeze({ ...k, keysMax, limits: Object.freeze({ keyBytesMax, valueBytesMax }) }),
+    kv: Object.freeze({ ...k, keysMax, replicas, limits: Object.freeze({ keyBytesMax, valueBytesMax }) }),
   });
   return { config, logLevel, clusterFile: file, respPort };
 }

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import type { KvEntry } from '../core/kv/entry.js';
 import { globMatch } from '../core/kv/glob.js';
 import { hlcOf, hlcWallMs } from '../core/kv/hlc.js';
 import { ENTRY_OVERHEAD_BYTES, KV_REPLICA_DEFAULTS, KvReplica } from '../core/kv/replica.js';
 import { KvStore } from '../store/kv-store.js';
+import { KvPartition } from './kv-partition.js';
 import { encodeEnvelopeFrame } from '../wire/index.js';
 import type { Envelope, KvEntry as WireEntry } from '../wire/index.js';
 import type { FramedConnection } from './connection.js';
@@ -45,6 +47,15 @@ export interface KvServiceOptions {
   readonly connection: (peerId: string) => FramedConnection | undefined;
   /** Oldest unreplicated change (wall ms, 0: none) each live member reported in its beacon. */
   readonly membersOldestPendingMs: () => readonly number[];
+  /** Copies of each key (consistent hashing over the live members); undefined: every node holds every key. */
+  readonly replicas: number | undefined;
+  /** Live member ids, this node's included (the partitioned cache places keys on them). */
+  readonly members: () => readonly string[];
+  /** A request connection to any member (the partitioned cache talks to a key's owners directly). */
+  readonly rpc: (peerId: string) => Promise<FramedConnection>;
+  /** How often a partitioned node compares the buckets it shares with each co-owner. */
+  readonly partitionSyncIntervalMs: number;
+  readonly requestTimeoutMs: number;
 }
 
 export const KV_SERVICE_DEFAULTS = Object.freeze({
@@ -56,6 +67,9 @@ export const KV_SERVICE_DEFAULTS = Object.freeze({
   pendingWritesMax: 200_000,
   syncVersionsMax: 50_000,
   syncBytesMax: 2 * 1024 * 1024,
+  replicas: undefined,
+  partitionSyncIntervalMs: 5_000,
+  requestTimeoutMs: 2_000,
 });
 
 interface PendingWrite {
@@ -66,6 +80,8 @@ interface PendingWrite {
 }
 
 const PURGE_INTERVAL_MS = 60_000;
+/** The `from` of changes that came over a request connection rather than an overlay link. */
+const RPC_PEER = '';
 const PURGE_BATCH_MAX = 100_000;
 const SYNC_TIMEOUT_MS = 30_000;
 /** Entries per flood frame stop at about this many bytes (the frame limit is 4 MiB). */
@@ -74,6 +90,7 @@ const FRAME_BYTES_TARGET = 1024 * 1024;
 export class KvService implements Service, KvAccess {
   readonly name = 'cache';
   private replica: KvReplica | undefined;
+  private partition: KvPartition | undefined;
   private store: KvStore | undefined;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
@@ -100,7 +117,19 @@ export class KvService implements Service, KvAccess {
     this.store = store;
     this.replica = replica;
     this.options.log.info({ keys: replica.size, values: replica.valueCount }, 'cache store open');
-    this.syncTimer = setInterval(() => this.syncAll(), this.options.idleSyncIntervalMs);
+    if (this.options.replicas !== undefined) {
+      this.partition = new KvPartition({
+        selfId: this.options.selfId,
+        replicas: this.options.replicas,
+        bucketCount: this.options.bucketCount,
+        members: this.options.members,
+        rpc: this.options.rpc,
+        log: this.options.log,
+        requestTimeoutMs: this.options.requestTimeoutMs,
+        monotonicMs: () => performance.now(),
+      });
+    }
+    this.syncTimer = setInterval(() => this.syncAll(), this.partition ? this.options.partitionSyncIntervalMs : this.options.idleSyncIntervalMs);
     this.purgeTimer = setInterval(() => this.purge(), PURGE_INTERVAL_MS);
     this.syncAll();
   }
@@ -112,7 +141,13 @@ export class KvService implements Service, KvAccess {
     this.store?.close();
     this.store = undefined;
     this.replica = undefined;
+    this.partition = undefined;
     this.syncing.clear();
+  }
+
+  /** The live members changed: a partitioned cache recomputes who owns what and hands buckets over. */
+  onMembersChanged(): void {
+    if (this.partition?.refresh()) setImmediate(() => this.syncAll());
   }
 
   /** For beacons: wall ms of the oldest change not yet sent to every neighbour; 0 when none. */
@@ -124,6 +159,7 @@ export class KvService implements Service, KvAccess {
   // ---- KvAccess ----
 
   get(key: Uint8Array): Promise<Uint8Array | undefined> {
+    if (this.partition) return this.getMany([key]).then((v) => v[0]);
     return Promise.resolve(this.getNow(key));
   }
 
@@ -133,7 +169,16 @@ export class KvService implements Service, KvAccess {
   }
 
   getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
-    return Promise.resolve(keys.map((k) => this.getNow(k)));
+    const partition = this.partition;
+    const replica = this.replica;
+    if (!partition || !replica) return Promise.resolve(keys.map((k) => this.getNow(k)));
+    // Keys this node owns are read here (and, just after the owners changed,
+    // a miss is checked with the other owners); the rest are asked of an owner.
+    const names = keys.map(keyFromBytes);
+    const local = names.map((k) => (partition.ownsBucket(replica.bucketOf(k)) ? replica.get(k, Date.now())?.value : undefined));
+    const ask = names.filter((k, i) => local[i] === undefined && (!partition.ownsBucket(replica.bucketOf(k)) || partition.inHandoff()));
+    if (ask.length === 0) return Promise.resolve(local);
+    return partition.readFromOwners(ask, (k) => replica.bucketOf(k), true).then((remote) => names.map((k, i) => local[i] ?? remote.get(k)));
   }
 
   put(key: Uint8Array, value: Uint8Array, options: KvPutOptions = {}): Promise<boolean> {
@@ -144,6 +189,7 @@ export class KvService implements Service, KvAccess {
       const k = keyFromBytes(key);
       const now = Date.now();
       const condition = options.condition ?? 'always';
+      if (this.partition) return this.putPartitioned(replica, k, value, options);
       if (condition !== 'always') {
         const present = replica.get(k, now) !== undefined;
         if ((condition === 'if_absent') === present) return Promise.resolve(false);
@@ -165,6 +211,7 @@ export class KvService implements Service, KvAccess {
       }
       const replica = this.open();
       const now = Date.now();
+      if (this.partition) return Promise.all(pairs.map(([k, v]) => this.replicate(replica, replica.stamp(keyFromBytes(k), v, now)))).then(() => undefined);
       const commits = pairs.map(([k, v]) => this.commit(this.writeLocal(replica, keyFromBytes(k), v, now, 0)));
       this.stats.puts += pairs.length;
       return Promise.all(commits).then(() => undefined);
@@ -178,6 +225,7 @@ export class KvService implements Service, KvAccess {
       for (const k of keys) this.checkKey(k);
       const replica = this.open();
       const now = Date.now();
+      if (this.partition) return this.delPartitioned(replica, keys);
       const commits: Promise<void>[] = [];
       let existed = 0;
       for (const key of keys) {
@@ -214,9 +262,77 @@ export class KvService implements Service, KvAccess {
       keys_held: r?.size ?? 0,
       values_held: r?.valueCount ?? 0,
       hlc: r?.clock.current ?? 0,
+      // Equal on two nodes exactly when they hold the same versions (for convergence checks).
+      digest: r ? createHash('sha256').update(r.digest()).digest('hex').slice(0, 16) : '',
       pending_writes: this.pending.length,
       ...Object.fromEntries(Object.entries(this.stats).map(([k, v]) => [`repl_${k}`, v])),
     };
+  }
+
+  // ---- partitioned (replicas: R) ----
+
+  private async putPartitioned(replica: KvReplica, key: string, value: Uint8Array, options: KvPutOptions): Promise<boolean> {
+    const condition = options.condition ?? 'always';
+    if (condition !== 'always') {
+      const present = (await this.get(keyToBytes(key))) !== undefined;
+      if ((condition === 'if_absent') === present) return false;
+    }
+    const now = Date.now();
+    const ttlMs = options.ttlMs ?? 0;
+    await this.replicate(replica, replica.stamp(key, value, now, ttlMs > 0 ? now + ttlMs : 0));
+    this.stats.puts += 1;
+    return true;
+  }
+
+  private async delPartitioned(replica: KvReplica, keys: readonly Uint8Array[]): Promise<number> {
+    const values = await this.getMany(keys);
+    const now = Date.now();
+    const present = keys.filter((_, i) => values[i] !== undefined);
+    await Promise.all(present.map((k) => this.replicate(replica, replica.stamp(keyFromBytes(k), undefined, now))));
+    this.stats.deletes += present.length;
+    return present.length;
+  }
+
+  /**
+   * Stores a stamped write on its owners: here when this node is one, and by
+   * an apply request on each other one. Acknowledged once every owner answered
+   * or failed within the request timeout, and at least one has it on disk.
+   */
+  private async replicate(replica: KvReplica, entry: KvEntry): Promise<void> {
+    const partition = this.partition!;
+    const bucket = replica.bucketOf(entry.key);
+    const here = partition.ownsBucket(bucket) && replica.apply(entry, Date.now()) ? this.commitFrom(entry, undefined).then(() => 1) : Promise.resolve(0);
+    const [local, remote] = await Promise.all([here, partition.sendToOwners(entry, bucket)]);
+    if (local + remote === 0) throw new KvError('unavailable', `no owner of the key could store it (owners: ${partition.owners(bucket).join(', ')})`);
+  }
+
+  /** A cache request from another node over a request connection; false when it is not one. */
+  onRpcEnvelope(env: Envelope, conn: FramedConnection): boolean {
+    switch (env.body.case) {
+      case 'kvApplyRequest':
+        this.answerApply(env, conn);
+        return true;
+      case 'kvBatch':
+      case 'kvSyncRequest':
+      case 'kvFetchRequest':
+        return this.onPeerEnvelope(RPC_PEER, env, conn);
+      default:
+        return false;
+    }
+  }
+
+  /** Stores the entries a writer sent this node as one of their owners; answers after the commit. */
+  private answerApply(env: Envelope, conn: FramedConnection): void {
+    if (env.body.case !== 'kvApplyRequest') return;
+    const { won, dropped } = this.receive(RPC_PEER, env.body.value.entries);
+    if (dropped > 0) {
+      conn.reply(env, { body: { case: 'error', value: { code: 'busy', message: `${dropped} writes dropped: the write queue is full` } } });
+      return;
+    }
+    Promise.all(won).then(
+      () => conn.reply(env, { body: { case: 'kvApplyResponse', value: {} } }),
+      (err: Error) => conn.reply(env, { body: { case: 'error', value: { code: 'unavailable', message: err.message } } }),
+    );
   }
 
   // ---- peers ----
@@ -240,7 +356,8 @@ export class KvService implements Service, KvAccess {
 
   /** A link came up (a restart or a healed partition): catch up at once. */
   onLinkUp(peerId: string): void {
-    this.syncWith(peerId);
+    const conn = this.options.connection(peerId);
+    if (conn && !this.partition) this.syncWith(peerId, conn);
   }
 
   private open(): KvReplica {
@@ -265,17 +382,23 @@ export class KvService implements Service, KvAccess {
   }
 
   private commit(entry: KvEntry): Promise<void> {
+    return this.commitFrom(entry, undefined);
+  }
+
+  private commitFrom(entry: KvEntry, from: string | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.enqueue({ entry, from: undefined, onDone: (err) => (err ? reject(err) : resolve()) });
+      this.enqueue({ entry, from, onDone: (err) => (err ? reject(err) : resolve()) });
     });
   }
 
-  private receive(peerId: string, entries: readonly WireEntry[]): number {
+  /** Applies changes from a peer; the promises of those that won settle when they are on disk. */
+  private receive(peerId: string, entries: readonly WireEntry[]): { won: Promise<void>[]; dropped: number } {
     const replica = this.replica;
-    if (!replica) return 0;
+    const won: Promise<void>[] = [];
+    let dropped = 0;
+    if (!replica) return { won, dropped: entries.length };
     const now = Date.now();
     const horizon = this.horizon(now);
-    let won = 0;
     for (const w of entries) {
       const entry = entryFromWire(w, this.options.limits);
       if (!entry) {
@@ -287,6 +410,7 @@ export class KvService implements Service, KvAccess {
       if (KvReplica.belowHorizon(entry, horizon)) continue;
       if (this.pending.length >= this.options.pendingWritesMax) {
         this.stats.dropped += 1;
+        dropped += 1;
         this.offences.warn('cache:overload', performance.now(), { pending: this.pending.length }, 'write queue full; dropped a change for anti-entropy to fetch again');
         continue;
       }
@@ -294,10 +418,9 @@ export class KvService implements Service, KvAccess {
         this.stats.stale += 1;
         continue;
       }
-      won += 1;
-      this.enqueue({ entry, from: peerId });
+      won.push(this.commitFrom(entry, peerId));
     }
-    return won;
+    return { won, dropped };
   }
 
   private enqueue(w: PendingWrite): void {
@@ -325,7 +448,8 @@ export class KvService implements Service, KvAccess {
       return;
     }
     for (const w of batch) w.onDone?.();
-    this.flood(batch);
+    // A partitioned cache writes to the owners directly; only a full replica floods.
+    if (!this.partition) this.flood(batch);
   }
 
   /**
@@ -375,7 +499,23 @@ export class KvService implements Service, KvAccess {
   // ---- anti-entropy ----
 
   private syncAll(): void {
-    for (const peer of this.options.neighbours()) this.syncWith(peer);
+    const partition = this.partition;
+    const replica = this.replica;
+    if (!partition || !replica) {
+      for (const peer of this.options.neighbours()) {
+        const conn = this.options.connection(peer);
+        if (conn) this.syncWith(peer, conn);
+      }
+      return;
+    }
+    partition.refresh();
+    for (const [peer, buckets] of partition.syncPlan(replica.nonEmptyBuckets())) {
+      if (this.syncing.has(peer)) continue;
+      this.options.rpc(peer).then(
+        (conn) => this.syncWith(peer, conn, buckets),
+        () => undefined,
+      );
+    }
   }
 
   /**
@@ -383,21 +523,21 @@ export class KvService implements Service, KvAccess {
    * differ, pushes what is newer here, fetches what is newer there, and goes
    * again while buckets remain (answers are bounded).
    */
-  private syncWith(peerId: string): void {
+  private syncWith(peerId: string, conn: FramedConnection, only?: readonly number[]): void {
     const replica = this.replica;
-    const conn = this.options.connection(peerId);
-    if (!replica || !conn || this.syncing.has(peerId)) return;
+    if (!replica || this.syncing.has(peerId)) return;
     this.syncing.add(peerId);
     this.stats.syncRounds += 1;
     const done = (again: boolean) => {
       this.syncing.delete(peerId);
-      if (again) setImmediate(() => this.syncWith(peerId));
+      if (again) setImmediate(() => (only ? this.syncAll() : this.syncWith(peerId, conn)));
     };
     conn
-      .request({ body: { case: 'kvSyncRequest', value: { bucketCount: replica.bucketCount, bucketHashes: replica.digest() } } }, SYNC_TIMEOUT_MS)
+      .request({ body: { case: 'kvSyncRequest', value: { bucketCount: replica.bucketCount, bucketHashes: replica.digest(), onlyBuckets: only ? [...only] : [] } } }, SYNC_TIMEOUT_MS)
       .then(async (answer) => {
         if (answer.body.case !== 'kvSyncResponse' || !this.replica) return done(false);
         const r = this.replica;
+        const from = only ? RPC_PEER : peerId;
         const versions = answer.body.value.versions.map(versionFromWire).filter((v) => v !== undefined);
         const buckets = answer.body.value.buckets.filter((b) => b < r.bucketCount);
         const plan = r.reconcile(buckets, versions);
@@ -406,24 +546,45 @@ export class KvService implements Service, KvAccess {
           this.stats.pushed += plan.push.length;
         }
         let fetched = 0;
+        let truncated = false;
         for (let i = 0; i < plan.fetch.length; i += this.options.syncVersionsMax) {
           const keys = plan.fetch.slice(i, i + this.options.syncVersionsMax).map(keyToBytes);
           const reply = await conn.request({ body: { case: 'kvFetchRequest', value: { keys } } }, SYNC_TIMEOUT_MS);
           if (reply.body.case !== 'kvFetchResponse') break;
-          fetched += this.receive(peerId, reply.body.value.entries);
+          // A fetch answer is bounded in bytes: what did not fit is found again in the next round.
+          if (reply.body.value.entries.length < keys.length) truncated = true;
+          fetched += this.receive(from, reply.body.value.entries).won.length;
         }
         this.stats.synced += fetched;
         if (fetched > 0 || plan.push.length > 0) this.options.log.debug({ peer: peerId, fetched, pushed: plan.push.length, buckets: buckets.length }, 'cache anti-entropy');
-        // A fetch answer is bounded in bytes: what did not fit is found again next round.
-        done(answer.body.value.more || fetched < plan.fetch.length);
+        const more = answer.body.value.more || truncated;
+        if (only && !more && this.partition) this.handOver(peerId, only, new Set(buckets));
+        done(more);
       })
       .catch(() => done(false));
+  }
+
+  /** Drops the buckets this node no longer owns once every owner holds the same versions. */
+  private handOver(peerId: string, compared: readonly number[], differing: ReadonlySet<number>): void {
+    const replica = this.replica;
+    const partition = this.partition;
+    if (!replica || !partition) return;
+    for (const bucket of partition.confirm(peerId, compared, differing)) {
+      const keys = replica.dropBucket(bucket);
+      try {
+        this.store?.remove(keys);
+      } catch (err) {
+        this.options.log.error({ err: (err as Error).message }, 'cache hand-over delete failed');
+      }
+      if (keys.length > 0) this.options.log.debug({ bucket, keys: keys.length, owners: partition.owners(bucket) }, 'cache bucket handed over');
+    }
   }
 
   private answerSync(peerId: string, env: Envelope, conn: FramedConnection): void {
     const replica = this.replica;
     if (env.body.case !== 'kvSyncRequest' || !replica) return;
-    const answer = env.body.value.bucketCount === replica.bucketCount ? replica.answerDigest(env.body.value.bucketHashes, this.options.syncVersionsMax) : undefined;
+    const only = env.body.value.onlyBuckets.length > 0 ? new Set(env.body.value.onlyBuckets) : undefined;
+    const answer = env.body.value.bucketCount === replica.bucketCount ? replica.answerDigest(env.body.value.bucketHashes, this.options.syncVersionsMax, only) : undefined;
     if (!answer) {
       this.offences.warn(`cache-sync:${peerId}`, performance.now(), { peer: peerId, theirs: env.body.value.bucketCount, ours: replica.bucketCount }, 'cache digest of another shape');
       conn.reply(env, { body: { case: 'error', value: { code: 'bad_request', message: `bucket count ${env.body.value.bucketCount} differs from ours (${replica.bucketCount})` } } });

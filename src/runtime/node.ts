@@ -18,6 +18,7 @@ import type { HelloInfo } from './handshake.js';
 import { loadIdentity, lockDataDir } from './identity.js';
 import type { Identity } from './identity.js';
 import { PeerLinks } from './links.js';
+import { PeerRpc } from './peer-rpc.js';
 import type { PeerEndpoint } from './links.js';
 import { Listener } from './listener.js';
 import type { Logger } from './log.js';
@@ -57,6 +58,8 @@ export interface NodeConfig {
     readonly keysMax: number;
     readonly idleSyncIntervalMs: number;
     readonly tombstoneRetentionMs: number;
+    /** Copies of each key (the cluster file's `replicas`); undefined: every node holds every key. */
+    readonly replicas: number | undefined;
   };
 }
 
@@ -77,6 +80,7 @@ export const NODE_DEFAULTS = Object.freeze({
     keysMax: KV_SERVICE_DEFAULTS.keysMax,
     idleSyncIntervalMs: KV_SERVICE_DEFAULTS.idleSyncIntervalMs,
     tombstoneRetentionMs: KV_SERVICE_DEFAULTS.tombstoneRetentionMs,
+    replicas: undefined,
   }),
 });
 
@@ -98,6 +102,9 @@ export interface NodeStatus {
   readonly connections: { readonly inbound: number; readonly outbound: number };
   readonly services: readonly { name: string; phase: string; restarts: number }[];
 }
+
+/** Request connections to members beyond the overlay links (lock votes, a partitioned cache's owners). */
+const RPC_CONNECTIONS_MAX = 256;
 
 /** Handles one request from a client connection (the api layer installs one). */
 export type ClientHandler = (env: Envelope, conn: FramedConnection) => void;
@@ -123,6 +130,7 @@ export class GrapevineNode {
   private overlayIds: string[] = [];
   private gossipService!: GossipService;
   private kvService!: KvService;
+  private rpc!: PeerRpc;
   private clientHandler: ClientHandler | undefined;
   private started = false;
   /** Monotonic ms: membership timeouts must not jump with the wall clock. */
@@ -193,6 +201,13 @@ export class GrapevineNode {
       random: Math.random,
       backoff: BACKOFF_DEFAULTS,
     });
+    this.rpc = new PeerRpc({
+      addressOf: (peerId) => this.membership.get(peerId) ?? this.config.clusterNodes.find((n) => n.id === peerId),
+      me: () => this.hello(),
+      timeoutMs: this.config.dialTimeoutMs,
+      limits: this.config.limits,
+      connectionsMax: RPC_CONNECTIONS_MAX,
+    });
     this.membership = new Membership(self, { clusterName: this.config.clusterName, ...this.config.membership }, Math.random, this.clock());
     // The listener is started first and outside supervision retries: a port
     // that is taken is a configuration error the user must see at once, as
@@ -218,6 +233,8 @@ export class GrapevineNode {
       neighbours: () => this.overlayIds,
       connection: (peerId) => this.links.connectionTo(peerId),
       membersOldestPendingMs: () => this.membership.liveOthers().map((m) => m.oldestPendingMs),
+      members: () => [self.id, ...this.membership.liveOthers().map((m) => m.id)],
+      rpc: (peerId) => this.rpc.connect(peerId),
     });
     this.supervisor.add(this.gossipService);
     this.supervisor.add(this.kvService);
@@ -236,6 +253,7 @@ export class GrapevineNode {
     if (!this.started) return;
     this.started = false;
     this.beacons.send(this.membership.leaveBeacon(), this.unicastTargets());
+    this.rpc.close();
     await this.supervisor.stop();
     await this.listener.stop();
     this.unlock?.();
@@ -342,6 +360,7 @@ export class GrapevineNode {
         case 'dead':
           ringMayChange = true;
           this.links.drop(e.member.id);
+          this.rpc.drop(e.member.id);
           this.log.warn({ event: e.type, member: e.member.id, reason: e.reason, alive: this.aliveCount() }, 'member dead');
           break;
         case 'forgotten':
@@ -379,6 +398,7 @@ export class GrapevineNode {
     }
     this.overlayIds = this.overlay.map((p) => p.id);
     this.links.setDesired(this.overlay);
+    this.kvService.onMembersChanged();
   }
 
   private aliveCount(): number {

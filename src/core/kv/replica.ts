@@ -154,6 +154,28 @@ export class KvReplica {
     return removed;
   }
 
+  /**
+   * Forgets every key of a bucket without leaving tombstones: a partitioned
+   * replica hands a bucket it no longer owns over to its owners, then drops it.
+   */
+  dropBucket(bucket: number): string[] {
+    const keys = [...(this.bucketKeys[bucket] ?? [])];
+    for (const key of keys) this.remove(key);
+    return keys;
+  }
+
+  /** Buckets that hold at least one key. */
+  nonEmptyBuckets(): number[] {
+    const out: number[] = [];
+    for (let b = 0; b < this.config.bucketCount; b++) if (this.bucketKeys[b]!.size > 0) out.push(b);
+    return out;
+  }
+
+  /** A version for a write that this replica does not keep (a partitioned cache's non-owner stamps it for the owners). */
+  stamp(key: string, value: Uint8Array | undefined, wallMs: number, expiresMs = 0): KvEntry {
+    return { key, value, hlc: this.clock.now(wallMs), node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
+  }
+
   /** Whether an incoming entry is already below the purge horizon (applying it would resurrect what was purged). */
   static belowHorizon(entry: KvEntry, horizon: Hlc): boolean {
     if (entry.value === undefined) return entry.hlc < horizon;
@@ -168,12 +190,17 @@ export class KvReplica {
     return out;
   }
 
-  /** Buckets whose fingerprint differs from a peer's digest; undefined when the digest has another shape. */
-  differingBuckets(remote: Uint8Array): number[] | undefined {
+  /**
+   * Buckets whose fingerprint differs from a peer's digest (among `only`
+   * when given: a partitioned cache compares the buckets both own);
+   * undefined when the digest has another shape.
+   */
+  differingBuckets(remote: Uint8Array, only?: ReadonlySet<number>): number[] | undefined {
     if (remote.length !== this.fingerprints.length * 4) return undefined;
     const view = new DataView(remote.buffer, remote.byteOffset, remote.byteLength);
     const out: number[] = [];
     for (let b = 0; b < this.config.bucketCount; b++) {
+      if (only && !only.has(b)) continue;
       if (view.getUint32(b * 8, true) !== this.fingerprints[b * 2] || view.getUint32(b * 8 + 4, true) !== this.fingerprints[b * 2 + 1]) out.push(b);
     }
     return out;
@@ -188,8 +215,8 @@ export class KvReplica {
    * differing buckets, whole buckets only, about `versionsMax` at most (one
    * bucket always, however large). Undefined when the digest has another shape.
    */
-  answerDigest(remote: Uint8Array, versionsMax: number): { buckets: number[]; versions: KvVersion[]; more: boolean } | undefined {
-    const differing = this.differingBuckets(remote);
+  answerDigest(remote: Uint8Array, versionsMax: number, only?: ReadonlySet<number>): { buckets: number[]; versions: KvVersion[]; more: boolean } | undefined {
+    const differing = this.differingBuckets(remote, only);
     if (!differing) return undefined;
     const buckets: number[] = [];
     let count = 0;
