@@ -1,0 +1,349 @@
+// The RESP2 port of a node: redis-cli and redis-benchmark talk to the cache
+// here. Per connection, commands are decoded and started at once as they
+// arrive (pipelining; the cache group-commits writes), and their replies are
+// written strictly in command order: a reply waits in an ordered queue until
+// every earlier one is out. Replies that are ready together leave in one
+// socket write. Every resource is bounded: connections, commands in flight,
+// bytes waiting to be sent, and the time a half-received command may stall.
+
+import net from 'node:net';
+import type { Socket } from 'node:net';
+import type { KvAccess } from '../../runtime/kv-access.js';
+import type { Logger } from '../../runtime/log.js';
+import { errorReply, executeCommand, RespSession, syncReadsOf } from './commands.js';
+import type { CommandContext, KvSyncReads } from './commands.js';
+import { RespDecoder, RespProtocolError, respDecoderLimits } from './decoder.js';
+import type { RespDecoderLimits } from './decoder.js';
+import { ErrorReply, ReplyWriter } from './encoder.js';
+import type { Reply } from './encoder.js';
+import type { RespCounters, RespServerView } from './info.js';
+
+export interface RespServerOptions {
+  /** Address to bind (the node's host; tests use 127.0.0.1). */
+  readonly host: string;
+  /** 0 picks a free port; the bound one is in the result. */
+  readonly port: number;
+  /** The cache; if it also has `getNow` (KvSyncReads), reads skip a promise per command. */
+  readonly kv: KvAccess;
+  /** The logger of this component (the caller binds `component`). */
+  readonly log: Logger;
+  /** Open connections at most; more are told `-ERR max number of clients reached` and closed. Default 10,000. */
+  readonly connectionsMax?: number;
+  /** A connection holding part of a command that sends nothing for this long is closed. Default 30 s. */
+  readonly idleHalfCommandTimeoutMs?: number;
+  /** Stop reading a connection while this many reply bytes wait for it; close it at 4x. Default 32 MiB. */
+  readonly outboundBytesMax?: number;
+  /** Stop reading a connection while more commands than this await their replies. Default 1,024. */
+  readonly inflightCommandsMax?: number;
+  /** Bytes of one command still being received. Default: see respDecoderLimits. */
+  readonly commandBytesMax?: number;
+}
+
+export interface RespServer {
+  /** The port bound (useful with port 0). */
+  readonly port: number;
+  /** Stops listening and closes every connection; safe to call twice. */
+  close(): Promise<void>;
+  stats(): RespCounters;
+}
+
+export const RESP_SERVER_DEFAULTS = Object.freeze({
+  connectionsMax: 10_000,
+  idleHalfCommandTimeoutMs: 30_000,
+  outboundBytesMax: 32 * 1024 * 1024,
+  inflightCommandsMax: 1_024,
+});
+
+/** How much more than outboundBytesMax a client that does not read may hold before it is dropped. */
+const OUTBOUND_HARD_FACTOR = 4;
+/** After our last reply (QUIT, protocol error, refusal) the peer has this long to close its side. */
+const LINGER_MS = 2_000;
+const REFUSED = '-ERR max number of clients reached\r\n';
+
+interface Shared {
+  readonly kv: KvAccess;
+  readonly syncReads: KvSyncReads | undefined;
+  readonly log: Logger;
+  readonly view: RespServerView;
+  readonly limits: RespDecoderLimits;
+  readonly idleHalfCommandTimeoutMs: number;
+  readonly outboundBytesMax: number;
+  readonly inflightCommandsMax: number;
+  readonly counters: { -readonly [K in keyof RespCounters]: RespCounters[K] };
+}
+
+/** Starts the RESP port; resolves once it listens. */
+export async function startRespServer(options: RespServerOptions): Promise<RespServer> {
+  const log = options.log;
+  const connectionsMax = options.connectionsMax ?? RESP_SERVER_DEFAULTS.connectionsMax;
+  const limits = respDecoderLimits(options.kv.limits, options.commandBytesMax);
+  const counters = { connections: 0, connectionsTotal: 0, connectionsRefused: 0, commands: 0, protocolErrors: 0, idleDisconnects: 0, outboundDisconnects: 0 };
+  const sockets = new Set<Socket>();
+  let boundPort = options.port;
+  const view: RespServerView = {
+    host: options.host,
+    get port() {
+      return boundPort;
+    },
+    startedAtMs: Date.now(),
+    connectionsMax,
+    bulkBytesMax: limits.bulkBytesMax,
+    counters: () => ({ ...counters }),
+  };
+  const shared: Shared = {
+    kv: options.kv,
+    syncReads: syncReadsOf(options.kv),
+    log,
+    view,
+    limits,
+    idleHalfCommandTimeoutMs: options.idleHalfCommandTimeoutMs ?? RESP_SERVER_DEFAULTS.idleHalfCommandTimeoutMs,
+    outboundBytesMax: options.outboundBytesMax ?? RESP_SERVER_DEFAULTS.outboundBytesMax,
+    inflightCommandsMax: options.inflightCommandsMax ?? RESP_SERVER_DEFAULTS.inflightCommandsMax,
+    counters,
+  };
+  let nextId = 1;
+
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    if (counters.connections >= connectionsMax) {
+      counters.connectionsRefused += 1;
+      refuse(socket);
+      return;
+    }
+    counters.connections += 1;
+    counters.connectionsTotal += 1;
+    socket.once('close', () => (counters.connections -= 1));
+    new RespConnection(socket, nextId++, shared);
+  });
+  server.on('error', (err) => log.error({ err }, 'RESP listener failed'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: options.host, port: options.port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  boundPort = (server.address() as net.AddressInfo).port;
+  log.info({ host: options.host, port: boundPort, connectionsMax }, 'RESP port listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    port: boundPort,
+    stats: () => ({ ...counters }),
+    close() {
+      closed ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      });
+      return closed;
+    },
+  };
+}
+
+/** Tells an extra client why, then closes; its input is read and dropped so the close is not a reset. */
+function refuse(socket: Socket): void {
+  socket.on('error', () => {});
+  socket.on('data', () => {});
+  socket.end(REFUSED);
+  linger(socket);
+}
+
+function linger(socket: Socket): void {
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/** One reply in command order; `done` once its command finished. */
+class Slot {
+  reply: Reply = undefined;
+  done = false;
+  next: Slot | undefined = undefined;
+}
+
+class RespConnection {
+  private readonly decoder: RespDecoder;
+  private readonly writer = new ReplyWriter();
+  private readonly ctx: CommandContext;
+  private readonly session: RespSession;
+  /** Replies not yet written, oldest first (the first one is still running). */
+  private head: Slot | undefined;
+  private tail: Slot | undefined;
+  private inflight = 0;
+  /** No more commands are taken (QUIT or a protocol error); close once the replies are out. */
+  private closing = false;
+  private ended = false;
+  private paused = false;
+  private flushQueued = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    id: number,
+    private readonly shared: Shared,
+  ) {
+    this.session = new RespSession(id);
+    this.ctx = { kv: shared.kv, syncReads: shared.syncReads, server: shared.view, session: this.session, log: shared.log };
+    this.decoder = new RespDecoder(this.onCommand, shared.limits);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // 'drain': the socket's write buffer emptied (Node docs, net.Socket) - read again if that was why we stopped.
+    socket.on('drain', () => this.updateReading());
+    socket.on('error', (err) => shared.log.debug({ err, client: id }, 'RESP connection error'));
+    socket.once('close', () => {
+      this.ended = true;
+      this.head = this.tail = undefined;
+      this.clearIdleTimer();
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return; // input after QUIT or a protocol error is dropped
+    try {
+      this.decoder.write(chunk);
+    } catch (err) {
+      this.onDecodeError(err);
+    }
+    this.flush();
+    this.updateIdleTimer();
+  }
+
+  private onDecodeError(err: unknown): void {
+    if (err instanceof RespProtocolError) {
+      this.shared.counters.protocolErrors += 1;
+      this.shared.log.debug({ client: this.session.id, err: err.message }, 'RESP protocol error; closing the connection');
+      this.push(new ErrorReply(`ERR ${err.message}`));
+    } else {
+      this.push(errorReply(err, this.shared.log));
+    }
+    this.closing = true;
+  }
+
+  private readonly onCommand = (args: Buffer[]): void => {
+    if (this.closing) return;
+    this.shared.counters.commands += 1;
+    const reply = executeCommand(this.ctx, args);
+    if (this.session.quit) this.closing = true;
+    if (!(reply instanceof Promise)) {
+      this.push(reply);
+      return;
+    }
+    const slot = new Slot();
+    this.append(slot);
+    this.inflight += 1;
+    reply.then(
+      (value) => this.settle(slot, value),
+      (err: unknown) => this.settle(slot, errorReply(err, this.shared.log)),
+    );
+  };
+
+  /** A reply that is ready now: straight to the writer unless earlier ones are still running. */
+  private push(reply: Reply): void {
+    if (this.head === undefined) {
+      this.writer.reply(reply);
+      return;
+    }
+    const slot = new Slot();
+    slot.reply = reply;
+    slot.done = true;
+    this.append(slot);
+  }
+
+  private append(slot: Slot): void {
+    if (this.tail) this.tail.next = slot;
+    else this.head = slot;
+    this.tail = slot;
+  }
+
+  private settle(slot: Slot, reply: Reply): void {
+    slot.reply = reply;
+    slot.done = true;
+    this.inflight -= 1;
+    if (this.ended || slot !== this.head) return;
+    let s: Slot | undefined = slot;
+    while (s !== undefined && s.done) {
+      this.writer.reply(s.reply);
+      s = s.next;
+    }
+    this.head = s;
+    if (s === undefined) this.tail = undefined;
+    // Commands that finish in the same turn (a group commit) share one write:
+    // a nextTick queued from a promise reaction runs after the microtasks drain.
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(this.flushTick);
+    }
+  }
+
+  private readonly flushTick = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
+
+  private flush(): void {
+    if (this.ended) return;
+    try {
+      this.writer.flush(this.socket);
+    } catch (err) {
+      this.shared.log.error({ err, client: this.session.id }, 'RESP write failed');
+      this.socket.destroy();
+      return;
+    }
+    if (this.closing && this.head === undefined) {
+      this.ended = true;
+      this.clearIdleTimer();
+      this.socket.end();
+      linger(this.socket);
+      return;
+    }
+    this.updateReading();
+  }
+
+  /** Backpressure: stop reading while too many commands run or too many reply bytes wait. */
+  private updateReading(): void {
+    if (this.ended) return;
+    const outBytes = this.socket.writableLength;
+    if (outBytes > this.shared.outboundBytesMax * OUTBOUND_HARD_FACTOR) {
+      this.shared.counters.outboundDisconnects += 1;
+      this.shared.log.info({ client: this.session.id, outBytes }, 'RESP client does not read its replies; closing');
+      this.socket.destroy();
+      return;
+    }
+    const max = this.shared.inflightCommandsMax;
+    const stop = this.inflight > max || outBytes > this.shared.outboundBytesMax;
+    if (stop && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+      this.clearIdleTimer(); // a stall we caused is not the client's
+    } else if (this.paused && this.inflight <= max / 2 && outBytes <= this.shared.outboundBytesMax) {
+      this.paused = false;
+      this.socket.resume();
+      this.updateIdleTimer();
+    }
+  }
+
+  /** A half-received command may wait for more bytes only so long. */
+  private updateIdleTimer(): void {
+    if (this.ended || this.paused || !this.decoder.midCommand) {
+      this.clearIdleTimer();
+      return;
+    }
+    if (this.idleTimer) {
+      this.idleTimer.refresh();
+      return;
+    }
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      this.shared.counters.idleDisconnects += 1;
+      this.shared.log.debug({ client: this.session.id, bufferedBytes: this.decoder.bufferedBytes }, 'RESP client stalled mid-command; closing');
+      this.socket.destroy();
+    }, this.shared.idleHalfCommandTimeoutMs);
+    this.idleTimer.unref();
+  }
+
+  private clearIdleTimer(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+}
