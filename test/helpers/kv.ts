@@ -8,6 +8,7 @@ import net from 'node:net';
 import { GrapevineClient } from '../../src/api/client.js';
 import { FramedConnection } from '../../src/runtime/connection.js';
 import { helloBody } from '../../src/runtime/handshake.js';
+import type { Envelope } from '../../src/wire/index.js';
 import type { BinResult } from './gossip.js';
 import type { Lab } from './lab.js';
 
@@ -137,8 +138,12 @@ export function assertOneLine(r: BinResult, code: number, needles: readonly stri
 
 // ---- hostile peers ------------------------------------------------------
 
-/** A peer handshake from `localAddress` (our id `peerId`, the node's cluster `cluster`), as a real node would do it. */
-export async function greetAsPeer(port: number, localAddress: string, cluster: string, peerId: string): Promise<FramedConnection> {
+/**
+ * A peer handshake from `localAddress` (our id `peerId`, the node's cluster
+ * `cluster`), as a real node would do it. `onEnvelope` sees every frame the
+ * node sends from the start (it opens anti-entropy as soon as it accepts us).
+ */
+export async function greetAsPeer(port: number, localAddress: string, cluster: string, peerId: string, onEnvelope?: (env: Envelope, conn: FramedConnection) => void): Promise<FramedConnection> {
   const socket = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port, localAddress });
     s.once('connect', () => {
@@ -149,6 +154,7 @@ export async function greetAsPeer(port: number, localAddress: string, cluster: s
   });
   socket.on('error', () => undefined); // a reset by the node is what some cases expect
   const conn = new FramedConnection(socket);
+  if (onEnvelope) conn.on('envelope', (env) => onEnvelope(env, conn));
   const answer = await conn.request({ body: helloBody({ cluster, id: peerId, incarnation: 1, role: 'peer' }) }, 3_000);
   assert.equal(answer.body.case, 'hello', `the node accepted ${peerId}'s handshake`);
   return conn;
