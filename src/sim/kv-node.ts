@@ -41,6 +41,8 @@ export interface KvSimKnobs {
   /** Each node refreshes its membership view (running nodes it can reach) every [min, max] ms. */
   readonly viewRefreshMsMin: number;
   readonly viewRefreshMsMax: number;
+  /** The proposed fix of kv-service.ts (see commitBeforeServing); false: the runtime as it is. */
+  readonly commitBeforeServing: boolean;
 }
 
 export const KV_SIM_DEFAULTS: KvSimKnobs = Object.freeze({
@@ -55,6 +57,7 @@ export const KV_SIM_DEFAULTS: KvSimKnobs = Object.freeze({
   redialMsMax: 300,
   viewRefreshMsMin: 200,
   viewRefreshMsMax: 1_000,
+  commitBeforeServing: false,
 });
 
 /** What checkers hear about a run. */
@@ -282,14 +285,28 @@ export class KvService {
   }
 
   private answerFetch(peer: string, req: Extract<KvRequest, { kind: 'fetch-request' }>, conn: KvConn): void {
+    this.commitBeforeServing();
     const entries = this.replica.answerFetch(req.keys, this.ctx.knobs().syncBytesMax);
-    this.noteUncommitted(peer, entries);
+    const early = this.uncommittedOf(entries);
     conn.reply(req, { kind: 'fetch-response', entries });
+    this.noteServedEarly(peer, early);
   }
 
-  private noteUncommitted(peer: string, entries: readonly KvEntry[]): void {
-    if (this.uncommitted.size === 0) return;
-    const early = entries.filter((e) => this.uncommitted.has(e));
+  /**
+   * PROPOSED FIX, off by default so the sim does what kv-service.ts does
+   * today: commit the turn's writes before an anti-entropy answer or push
+   * may carry them, so nothing leaves the node before it is on its disk.
+   */
+  private commitBeforeServing(): void {
+    if (this.ctx.knobs().commitBeforeServing && this.pending.length > 0) this.flush();
+  }
+
+  private uncommittedOf(entries: readonly KvEntry[]): KvEntry[] {
+    return this.uncommitted.size === 0 ? [] : entries.filter((e) => this.uncommitted.has(e));
+  }
+
+  /** Told after the frame left, so a listener may crash the node at that very moment. */
+  private noteServedEarly(peer: string, early: readonly KvEntry[]): void {
     if (early.length > 0) this.ctx.notify((l) => l.onServedUncommitted?.(this.ctx.selfId, peer, early, this.ctx.scheduler.nowMs));
   }
 
@@ -319,13 +336,16 @@ export class KvService {
     conn.request({ kind: 'sync-request', digest: this.replica.digest() }, syncTimeoutMs, (answer) => {
       if (!this.alive) return;
       if (answer.kind !== 'sync-response') return done(false);
+      this.commitBeforeServing();
       const r = this.replica;
       const buckets = answer.buckets.filter((b) => b < r.bucketCount);
       const plan = r.reconcile(buckets, answer.versions);
       if (plan.push.length > 0) {
-        this.noteUncommitted(peer, plan.push);
+        const early = this.uncommittedOf(plan.push);
         for (const frame of this.framesOf(plan.push)) conn.send(frame);
         this.stats.pushed += plan.push.length;
+        this.noteServedEarly(peer, early);
+        if (!this.alive) return;
       }
       let fetched = 0;
       const fetchFrom = (i: number): void => {

@@ -11,6 +11,14 @@ export interface KvScenarioOptions {
   readonly nodeCount?: number;
   /** How long after the faults stop the cluster may take to converge (simulated ms). */
   readonly settleLimitMs?: number;
+  /**
+   * WORKAROUND (default true) until kv-service.ts commits the turn's writes
+   * before an anti-entropy answer or push can carry them: as it is, an
+   * uncommitted write can reach a peer, die with its node, and its version
+   * (key, hlc, node) be stamped again after the restart (see the report of
+   * the kv simulation, seeds 166 and 227 with this false).
+   */
+  readonly commitBeforeServing?: boolean;
 }
 
 export interface KvScenarioResult {
@@ -82,7 +90,11 @@ export function runKvScenario(seed: number, options: KvScenarioOptions = {}): Kv
     redialMsMax: rng.int(50, 500),
     viewRefreshMsMin: 200,
     viewRefreshMsMax: rng.int(300, 1_000),
+    commitBeforeServing: options.commitBeforeServing ?? true,
   };
+  // Some runs kill a node right after an anti-entropy frame carried one of its
+  // own writes that was not committed yet (the turn's commit never happens).
+  const crashWhenServingProbability = rng.chance(0.3) ? rng.range(0.2, 1) : 0;
   const faultPhaseMs = rng.int(3_000, 10_000);
   const settleLimitMs = options.settleLimitMs ?? 60_000;
 
@@ -138,12 +150,21 @@ export function runKvScenario(seed: number, options: KvScenarioOptions = {}): Kv
     cluster.setClock(id, clock);
     log(`clock of ${id} stepped to ${clock.offsetMs} ms, ${clock.driftPpm} ppm`);
   };
-  const crash = (id: string, why: string): void => {
+  const crash = (id: string, why: string, restartMsMax = 3_000): void => {
     const pending = cluster.node(id).service!.pendingCount;
     cluster.crash(id);
     log(`crash ${id}${why} with ${pending} uncommitted`);
-    if (rng.chance(0.85)) cluster.scheduler.after(rng.int(20, 3_000), () => restart(id));
+    if (rng.chance(0.85)) cluster.scheduler.after(rng.int(5, restartMsMax), () => restart(id));
   };
+
+  cluster.addListener({
+    onServedUncommitted: (id, peer, entries) => {
+      if (faultsOver || !entries.some((e) => e.node === id) || !rng.chance(crashWhenServingProbability)) return;
+      faults['crash-when-serving'] = (faults['crash-when-serving'] ?? 0) + 1;
+      // A quick restart: while its HLC may still be ahead of its wall clock.
+      crash(id, ` right after sending ${peer} ${entries.length} uncommitted entr${entries.length === 1 ? 'y' : 'ies'}`, 300);
+    },
+  });
 
   const inject = (): void => {
     if (faultsOver) return;
