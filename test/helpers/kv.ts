@@ -71,7 +71,7 @@ export function kvDiff(got: ReadonlyMap<string, string>, want: ReadonlyMap<strin
 }
 
 /** Problems when the nodes' contents are not all the same (compared with the first); empty when identical. */
-export function kvDisagreement(contents: ReadonlyMap<string, ReadonlyMap<string, string>>): string[] {
+export function kvDisagreement<Id extends string | number>(contents: ReadonlyMap<Id, ReadonlyMap<string, string>>): string[] {
   const entries = [...contents];
   if (entries.length === 0) return [];
   const [firstId, first] = entries[0]!;
