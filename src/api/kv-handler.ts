@@ -35,6 +35,11 @@ export function handleKv(node: GrapevineNode, env: Envelope, conn: FramedConnect
     case 'kvGetRequest': {
       const keys = env.body.value.keys;
       if (keys.length > KEYS_PER_REQUEST_MAX) return fail(new KvError('too_large', `${keys.length} keys in one get; the limit is ${KEYS_PER_REQUEST_MAX}`));
+      try {
+        for (const k of keys) kv.checkKey(k);
+      } catch (err) {
+        return fail(err);
+      }
       // `local`: another node asks this one as an owner; answering from here never loops.
       const read = env.body.value.local ? Promise.resolve(keys.map((k) => kv.getNow(k))) : kv.getMany(keys);
       read.then(

@@ -47,6 +47,7 @@ export async function kvMain(argv: string[]): Promise<number> {
     case 'get':
       arity(1);
       only(undefined);
+      if (rest[0]!.length === 0) throw new UsageError('the key is empty');
       return withClient(values, async (c, label) => {
         const v = await c.kvGet(rest[0]!);
         if (v === undefined) throw new OperationalError(`${label} has no key '${rest[0]}'`);

@@ -100,7 +100,7 @@ export class KvService implements Service, KvAccess {
   private readonly offences: RateLimitedLog;
   /** Wall ms of the oldest change committed but not yet handed to every neighbour's socket. */
   private oldestUnsentMs = 0;
-  readonly stats = { puts: 0, deletes: 0, received: 0, stale: 0, invalid: 0, dropped: 0, synced: 0, pushed: 0, syncRounds: 0, purged: 0 };
+  readonly stats = { puts: 0, deletes: 0, received: 0, stale: 0, future: 0, invalid: 0, dropped: 0, synced: 0, pushed: 0, syncRounds: 0, purged: 0 };
 
   constructor(private readonly options: KvServiceOptions) {
     this.offences = new RateLimitedLog(options.log);
@@ -114,6 +114,7 @@ export class KvService implements Service, KvAccess {
     const store = KvStore.open(this.options.dataDir);
     const replica = new KvReplica({ selfId: this.options.selfId, bucketCount: this.options.bucketCount, keysMax: this.options.keysMax, clockAheadMaxMs: KV_REPLICA_DEFAULTS.clockAheadMaxMs });
     replica.restore(store.all());
+    replica.restoreClock(Date.now());
     this.store = store;
     this.replica = replica;
     this.options.log.info({ keys: replica.size, values: replica.valueCount }, 'cache store open');
@@ -366,7 +367,8 @@ export class KvService implements Service, KvAccess {
     return this.replica;
   }
 
-  private checkKey(key: Uint8Array): void {
+  /** Throws KvError for an empty key or one over the limit. */
+  checkKey(key: Uint8Array): void {
     if (key.length === 0) throw new KvError('empty_key', 'the key is empty');
     if (key.length > this.options.limits.keyBytesMax) throw new KvError('too_large', `key of ${key.length} bytes; the limit is ${this.options.limits.keyBytesMax} bytes`);
   }
@@ -414,8 +416,12 @@ export class KvService implements Service, KvAccess {
         this.offences.warn('cache:overload', performance.now(), { pending: this.pending.length }, 'write queue full; dropped a change for anti-entropy to fetch again');
         continue;
       }
+      const future = replica.stats.future;
       if (!replica.apply(entry, now)) {
-        this.stats.stale += 1;
+        if (replica.stats.future > future) {
+          this.stats.future += 1;
+          this.offences.warn(`cache-clock:${peerId}`, performance.now(), { peer: peerId, node: entry.node, aheadMs: hlcWallMs(entry.hlc) - now }, 'refused a cache change stamped more than 60 s ahead of our clock (is a clock wrong?)');
+        } else this.stats.stale += 1;
         continue;
       }
       won.push(this.commitFrom(entry, peerId));

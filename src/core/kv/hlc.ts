@@ -38,12 +38,24 @@ export class HybridClock {
     return this.last;
   }
 
-  /** Takes in a timestamp from another node so later local events order after it. */
-  observe(remote: Hlc, wallMs: number): void {
-    if (remote > this.last) {
-      if (hlcWallMs(remote) > wallMs + this.maxAheadMs) this.aheadObserved += 1;
-      this.last = remote;
+  /** Whether a timestamp is further ahead of `wallMs` than a peer's clock may be. */
+  tooFarAhead(remote: Hlc, wallMs: number): boolean {
+    return hlcWallMs(remote) > wallMs + this.maxAheadMs;
+  }
+
+  /**
+   * Takes in a timestamp from another node so later local events order after
+   * it. One from further ahead than `maxAheadMs` is not adopted (and false is
+   * returned): a peer with a wild clock, or a forged stamp near 2^53, must not
+   * drag this clock where no peer accepts its stamps.
+   */
+  observe(remote: Hlc, wallMs: number): boolean {
+    if (this.tooFarAhead(remote, wallMs)) {
+      this.aheadObserved += 1;
+      return false;
     }
+    if (remote > this.last) this.last = remote;
+    return true;
   }
 
   get current(): Hlc {

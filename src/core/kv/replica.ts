@@ -49,7 +49,7 @@ export class KvReplica {
   private readonly fingerprints: Uint32Array;
   private sortedKeys: string[] | undefined;
   private live = 0;
-  readonly stats = { applied: 0, stale: 0, dropped: 0, purged: 0 };
+  readonly stats = { applied: 0, stale: 0, dropped: 0, purged: 0, future: 0 };
 
   constructor(private readonly config: KvReplicaConfig) {
     if (!Number.isInteger(config.bucketCount) || config.bucketCount < 1 || config.bucketCount > 65_536) throw new RangeError('bucketCount must be 1..65536');
@@ -80,14 +80,18 @@ export class KvReplica {
     return hashString32(key) % this.config.bucketCount;
   }
 
-  /** Loads persisted entries at start; the clock moves past every one of them. */
+  /** Loads persisted entries at start (then call restoreClock). */
   restore(entries: Iterable<KvEntry>): void {
     for (const e of entries) {
       const held = this.entries.get(e.key);
       if (held && compareWrites(held, e) >= 0) continue;
       this.replace(held, e);
-      if (e.hlc > this.clock.current) this.clock.observe(e.hlc, hlcWallMs(e.hlc));
     }
+  }
+
+  /** After `restore`: the clock moves past every stored version that is not from the far future. */
+  restoreClock(wallMs: number): void {
+    for (const e of this.entries.values()) this.clock.observe(e.hlc, wallMs);
   }
 
   /** The entry of `key` if it has a value that has not expired. */
@@ -109,7 +113,11 @@ export class KvReplica {
   write(key: string, value: Uint8Array | undefined, wallMs: number, expiresMs = 0): KvEntry | WriteRefusal {
     const held = this.entries.get(key);
     if (!held && value !== undefined && this.entries.size >= this.config.keysMax) return 'full';
-    const entry: KvEntry = { key, value, hlc: this.clock.now(wallMs), node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
+    let hlc = this.clock.now(wallMs);
+    // A held version the clock did not adopt (restored from the far future)
+    // must still lose to this write, here and on every replica.
+    if (held && compareWrites(held, { hlc, node: this.config.selfId }) >= 0) hlc = held.hlc + 1;
+    const entry: KvEntry = { key, value, hlc, node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
     this.replace(held, entry);
     this.stats.applied += 1;
     return entry;
@@ -121,7 +129,12 @@ export class KvReplica {
    * store is past its headroom (anti-entropy will offer it again).
    */
   apply(entry: KvEntry, wallMs: number): boolean {
-    this.clock.observe(entry.hlc, wallMs);
+    // From further ahead than a clock may be: refused for now (anti-entropy
+    // offers it again; it is taken once our clock is within reach of it).
+    if (!this.clock.observe(entry.hlc, wallMs)) {
+      this.stats.future += 1;
+      return false;
+    }
     const held = this.entries.get(entry.key);
     if (held && compareWrites(held, entry) >= 0) {
       this.stats.stale += 1;
