@@ -190,11 +190,6 @@ export class KvCluster {
     return this.running(id).del(this.nextWriteId++, key);
   }
 
-  /** Runs anti-entropy of every running node with each of its neighbours now (as its idle timer would). */
-  syncAll(): void {
-    for (const n of this.nodes.values()) if (n.service) for (const peer of n.neighbourIds) n.service.syncWith(peer);
-  }
-
   /** Membership: the running nodes this one can reach; peers that left the view are dropped like dead members. */
   private refreshView(n: KvSimNode, epoch: number): void {
     if (n.epoch !== epoch || n.status !== 'running') return;

@@ -101,7 +101,7 @@ const CLOCK_AHEAD_MAX_MS = 60_000;
 export class KvService {
   readonly replica: KvReplica;
   readonly links: KvLinks;
-  readonly stats = { received: 0, stale: 0, dropped: 0, synced: 0, pushed: 0, syncRounds: 0, floodFrames: 0 };
+  readonly stats = { received: 0, stale: 0, future: 0, dropped: 0, synced: 0, pushed: 0, syncRounds: 0, floodFrames: 0 };
   private pending: PendingWrite[] = [];
   /** The pending entries themselves, to tell when one leaves the node before its commit. */
   private readonly uncommitted = new Set<KvEntry>();
@@ -115,6 +115,7 @@ export class KvService {
   ) {
     this.replica = new KvReplica({ selfId: ctx.selfId, bucketCount: ctx.bucketCount, keysMax: KV_KEYS_MAX, clockAheadMaxMs: CLOCK_AHEAD_MAX_MS });
     this.replica.restore(disk.all());
+    this.replica.restoreClock(ctx.wallMs());
     this.links = new KvLinks({
       self: ctx.selfId,
       net: ctx.net,
@@ -122,7 +123,10 @@ export class KvService {
       dials: ctx.dials,
       redialMs: () => ctx.random.int(ctx.knobs().redialMsMin, ctx.knobs().redialMsMax),
       onFrame: (peer, frame, conn) => this.onFrame(peer, frame, conn),
-      onLinkUp: (peer) => this.syncWith(peer),
+      onLinkUp: (peer) => {
+        const conn = this.links.connectionTo(peer);
+        if (conn) this.syncWith(peer, conn);
+      },
     });
     this.idleSync();
   }
@@ -268,8 +272,11 @@ export class KvService {
         this.stats.dropped += 1;
         continue;
       }
+      const future = this.replica.stats.future;
       if (!this.replica.apply(entry, now)) {
-        this.stats.stale += 1;
+        // Stamped further ahead of our clock than a peer's may be: refused for now.
+        if (this.replica.stats.future > future) this.stats.future += 1;
+        else this.stats.stale += 1;
         continue;
       }
       won += 1;
@@ -315,22 +322,28 @@ export class KvService {
   private idleSync(): void {
     this.ctx.scheduler.after(this.ctx.knobs().idleSyncIntervalMs, () => {
       if (!this.alive) return;
-      for (const peer of this.ctx.neighbours()) this.syncWith(peer);
+      for (const peer of this.ctx.neighbours()) {
+        const conn = this.links.connectionTo(peer);
+        if (conn) this.syncWith(peer, conn);
+      }
       this.idleSync();
     });
   }
 
-  /** One anti-entropy round with a neighbour (kv-service.ts syncWith), again while buckets remain. */
-  syncWith(peer: string): void {
-    const conn = this.links.connectionTo(peer);
-    if (!this.alive || !conn || this.syncing.has(peer)) return;
+  /**
+   * One anti-entropy round with a neighbour over `conn` (kv-service.ts
+   * syncWith), again on the same connection while buckets remain or a fetch
+   * answer was cut short (a closed connection fails the round).
+   */
+  syncWith(peer: string, conn: KvConn): void {
+    if (!this.alive || this.syncing.has(peer)) return;
     this.syncing.add(peer);
     this.stats.syncRounds += 1;
     const done = (again: boolean): void => {
       if (!this.alive) return;
       this.syncing.delete(peer);
       // setImmediate in the runtime: after the commit of the current turn.
-      if (again) this.ctx.scheduler.after(this.ctx.knobs().turnMsMax, () => this.syncWith(peer));
+      if (again) this.ctx.scheduler.after(this.ctx.knobs().turnMsMax, () => this.syncWith(peer, conn));
     };
     const { syncTimeoutMs, syncVersionsMax } = this.ctx.knobs();
     conn.request({ kind: 'sync-request', digest: this.replica.digest() }, syncTimeoutMs, (answer) => {
@@ -348,16 +361,18 @@ export class KvService {
         if (!this.alive) return;
       }
       let fetched = 0;
+      let truncated = false;
       const fetchFrom = (i: number): void => {
         if (i >= plan.fetch.length) {
           this.stats.synced += fetched;
-          // A fetch answer is bounded in bytes: what did not fit is found again next round.
-          return done(answer.more || fetched < plan.fetch.length);
+          return done(answer.more || truncated);
         }
         const keys = plan.fetch.slice(i, i + syncVersionsMax);
         conn.request({ kind: 'fetch-request', keys }, syncTimeoutMs, (reply) => {
           if (!this.alive) return;
           if (reply.kind !== 'fetch-response') return fetchFrom(plan.fetch.length);
+          // A fetch answer is bounded in bytes: what did not fit is found again in the next round.
+          if (reply.entries.length < keys.length) truncated = true;
           fetched += this.receive(peer, reply.entries);
           fetchFrom(i + syncVersionsMax);
         }, () => done(false));

@@ -260,7 +260,8 @@ export function runKvScenario(seed: number, options: KvScenarioOptions = {}): Kv
   const settledMs = cluster.nowMs - t0 - faultPhaseMs;
   log(report.violations.length === 0 ? `converged ${settledMs} ms after the faults` : `not converged within ${settleLimitMs} ms`);
 
-  const survivors = cluster.nodeIds().length > 0 && cluster.node(ids[0]!).service ? cluster.node(ids[0]!).service!.replica : undefined;
+  // Writes never acknowledged that survive: they left their node before its commit (served uncommitted).
+  const survivors = cluster.node(ids[0]!).service?.replica;
   let unackedSurvivors = 0;
   for (const w of monitor.written.values()) {
     const held = survivors?.raw(w.entry.key);

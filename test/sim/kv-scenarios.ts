@@ -95,7 +95,8 @@ function leakThenRestamp(commitBeforeServing: boolean) {
   // Scheduled before the frames they race, so they run first in their ms.
   c.scheduler.at(t + 1, () => put(c, 'n0', 'k', 'a1')); // in the turn that answers n1's digest (lists a1)
   c.scheduler.at(t + 3, () => put(c, 'n0', 'k', 'a2')); // in the turn that answers n1's fetch of k
-  c.node('n1').service!.syncWith('n0'); // n1's digest reaches n0 at t+1
+  const n1 = c.node('n1').service!;
+  n1.syncWith('n0', n1.links.connectionTo('n0')!); // n1's digest reaches n0 at t+1
   if (commitBeforeServing) c.scheduler.at(t + 4, () => c.crash('n0'));
   // A client writes as soon as n0 is back, before its links (and their anti-entropy) are up.
   c.scheduler.at(t + 10, () => {

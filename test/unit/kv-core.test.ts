@@ -85,13 +85,14 @@ describe('HybridClock', () => {
     assert.equal(c.now(T0_MS + 500), hlcOf(T0_MS + 500), 'once the wall passes it, physical time again');
   });
 
-  test('observe() counts timestamps further ahead of our wall than maxAheadMs (skew), and still takes them', () => {
+  test('observe() takes timestamps up to maxAheadMs ahead of our wall; further ones are counted and not adopted', () => {
     const c = new HybridClock(1_000);
-    c.observe(hlcOf(T0_MS + 999), T0_MS);
+    assert.equal(c.observe(hlcOf(T0_MS + 999), T0_MS), true);
     assert.equal(c.aheadObserved, 0);
-    c.observe(hlcOf(T0_MS + 1_001), T0_MS);
+    assert.equal(c.observe(hlcOf(T0_MS + 1_001), T0_MS), false);
     assert.equal(c.aheadObserved, 1);
-    assert.ok(c.now(T0_MS) > hlcOf(T0_MS + 1_001));
+    assert.equal(c.now(T0_MS), hlcOf(T0_MS + 999) + 1);
+    assert.equal(c.observe(hlcOf(T0_MS + 1_001), T0_MS + 1), true, 'within reach once our wall moved on');
   });
 
   test('1,024 events in one ms carry the counter into the next ms; it never repeats', () => {
@@ -205,7 +206,7 @@ describe('KvReplica writes and merges', () => {
     assert.equal(r.size, 1);
   });
 
-  test('restore keeps the highest version of each key whatever the order, and the clock moves past all of them', () => {
+  test('restore keeps the highest version of each key whatever the order; restoreClock moves the clock past all of them', () => {
     const h = hlcOf(T0_MS + 10_000);
     const rows = [entry('a', 'a1', h, 'n1'), entry('a', 'a2', h + 5, 'n2'), entry('a', 'a0', h - 5, 'n3'), entry('b', undefined, h + 9, 'n1')];
     const r1 = replica('me');
@@ -216,6 +217,7 @@ describe('KvReplica writes and merges', () => {
     assert.equal(text(r1.raw('a')?.value), 'a2');
     assert.equal(r1.raw('b')?.value, undefined);
     assert.equal(r1.valueCount, 1);
+    r1.restoreClock(T0_MS);
     const next = written(r1, 'c', 'x', T0_MS);
     assert.ok(next.hlc > h + 9, 'a write after a restart is above every restored version even with the wall clock behind');
   });
