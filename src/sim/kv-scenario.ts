@@ -16,7 +16,7 @@ export interface KvScenarioOptions {
    * before an anti-entropy answer or push can carry them: as it is, an
    * uncommitted write can reach a peer, die with its node, and its version
    * (key, hlc, node) be stamped again after the restart (see the report of
-   * the kv simulation, seeds 166 and 227 with this false).
+   * the kv simulation: seeds 168 and 211 with this false).
    */
   readonly commitBeforeServing?: boolean;
 }
