@@ -317,6 +317,8 @@ async function scan(ctx: CommandContext, args: Buffer[]): Promise<Reply> {
     else if (is(opt, 'type')) type = lower(value);
     else return SYNTAX_ERROR;
   }
+  // Every value here is a string: any other TYPE matches nothing, so the walk is over.
+  if (type !== undefined && type !== 'string') return ['0', []];
   let after: Uint8Array | undefined;
   if (!/^0+$/.test(cursor)) {
     after = ctx.session.cursorKey(cursor);
@@ -325,8 +327,7 @@ async function scan(ctx: CommandContext, args: Buffer[]): Promise<Reply> {
   const page = await ctx.kv.scan(after, Math.min(count, SCAN_PAGE_MAX), pattern);
   const last = page.keys[page.keys.length - 1];
   const next = page.more && last !== undefined ? ctx.session.saveCursor(last) : '0';
-  // Every value here is a string; any other TYPE matches nothing.
-  return [next, type === undefined || type === 'string' ? page.keys : []];
+  return [next, page.keys];
 }
 
 // ---- connection and server ----
