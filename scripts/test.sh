@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_pkgs+=(iptables)
+command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)
 if ((${#need_pkgs[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]} from Debian for the lab tests"
