@@ -1,5 +1,5 @@
 import type { KvEntry } from '../core/kv/entry.js';
-import { ENTRY_OVERHEAD_BYTES, KvReplica } from '../core/kv/replica.js';
+import { ENTRY_OVERHEAD_BYTES, KV_REPLICA_DEFAULTS, KvReplica } from '../core/kv/replica.js';
 import type { SimKvDisk } from './kv-disk.js';
 import { KvLinks } from './kv-links.js';
 import type { KvConn, KvFrame, KvRequest } from './kv-links.js';
@@ -95,9 +95,6 @@ interface PendingWrite {
   readonly writeId?: number;
 }
 
-export const KV_KEYS_MAX = 2_000_000;
-const CLOCK_AHEAD_MAX_MS = 60_000;
-
 export class KvService {
   readonly replica: KvReplica;
   readonly links: KvLinks;
@@ -113,7 +110,7 @@ export class KvService {
     private readonly ctx: KvServiceContext,
     private readonly disk: SimKvDisk,
   ) {
-    this.replica = new KvReplica({ selfId: ctx.selfId, bucketCount: ctx.bucketCount, keysMax: KV_KEYS_MAX, clockAheadMaxMs: CLOCK_AHEAD_MAX_MS });
+    this.replica = new KvReplica({ selfId: ctx.selfId, bucketCount: ctx.bucketCount, keysMax: KV_REPLICA_DEFAULTS.keysMax, clockAheadMaxMs: KV_REPLICA_DEFAULTS.clockAheadMaxMs });
     this.replica.restore(disk.all());
     this.replica.restoreClock(ctx.wallMs());
     this.links = new KvLinks({
@@ -133,10 +130,6 @@ export class KvService {
 
   get pendingCount(): number {
     return this.pending.length;
-  }
-
-  get isSyncing(): boolean {
-    return this.syncing.size > 0;
   }
 
   /** The process died: the turn's writes are lost. Returns them. */
