@@ -91,6 +91,7 @@ export class KvService implements Service, KvAccess {
   readonly name = 'cache';
   private replica: KvReplica | undefined;
   private partition: KvPartition | undefined;
+  private fail: ((err: Error) => void) | undefined;
   private store: KvStore | undefined;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
@@ -110,11 +111,12 @@ export class KvService implements Service, KvAccess {
     return this.options.limits;
   }
 
-  async start(): Promise<void> {
+  async start(fail: (err: Error) => void): Promise<void> {
+    this.fail = fail;
     const store = KvStore.open(this.options.dataDir);
     const replica = new KvReplica({ selfId: this.options.selfId, bucketCount: this.options.bucketCount, keysMax: this.options.keysMax, clockAheadMaxMs: KV_REPLICA_DEFAULTS.clockAheadMaxMs });
     replica.restore(store.all());
-    replica.restoreClock(Date.now());
+    replica.restoreClock(Date.now(), store.ceiling());
     this.store = store;
     this.replica = replica;
     this.options.log.info({ keys: replica.size, values: replica.valueCount }, 'cache store open');
@@ -212,7 +214,7 @@ export class KvService implements Service, KvAccess {
       }
       const replica = this.open();
       const now = Date.now();
-      if (this.partition) return Promise.all(pairs.map(([k, v]) => this.replicate(replica, replica.stamp(keyFromBytes(k), v, now)))).then(() => undefined);
+      if (this.partition) return Promise.all(pairs.map(([k, v]) => this.replicate(replica, this.stampLocal(replica, keyFromBytes(k), v, now)))).then(() => undefined);
       const commits = pairs.map(([k, v]) => this.commit(this.writeLocal(replica, keyFromBytes(k), v, now, 0)));
       this.stats.puts += pairs.length;
       return Promise.all(commits).then(() => undefined);
@@ -280,7 +282,7 @@ export class KvService implements Service, KvAccess {
     }
     const now = Date.now();
     const ttlMs = options.ttlMs ?? 0;
-    await this.replicate(replica, replica.stamp(key, value, now, ttlMs > 0 ? now + ttlMs : 0));
+    await this.replicate(replica, this.stampLocal(replica, key, value, now, ttlMs > 0 ? now + ttlMs : 0));
     this.stats.puts += 1;
     return true;
   }
@@ -289,7 +291,7 @@ export class KvService implements Service, KvAccess {
     const values = await this.getMany(keys);
     const now = Date.now();
     const present = keys.filter((_, i) => values[i] !== undefined);
-    await Promise.all(present.map((k) => this.replicate(replica, replica.stamp(keyFromBytes(k), undefined, now))));
+    await Promise.all(present.map((k) => this.replicate(replica, this.stampLocal(replica, keyFromBytes(k), undefined, now))));
     this.stats.deletes += present.length;
     return present.length;
   }
@@ -380,7 +382,22 @@ export class KvService implements Service, KvAccess {
   private writeLocal(replica: KvReplica, key: string, value: Uint8Array | undefined, nowMs: number, expiresMs: number): KvEntry {
     const entry = replica.write(key, value, nowMs, expiresMs);
     if (entry === 'full') throw new KvError('busy', `the cache holds ${replica.size} keys, its limit; delete some first`);
+    this.persistCeiling(replica);
     return entry;
+  }
+
+  /** A partitioned write's stamp, with the clock ceiling on disk before the stamp goes to the owners. */
+  private stampLocal(replica: KvReplica, key: string, value: Uint8Array | undefined, nowMs: number, expiresMs = 0): KvEntry {
+    const entry = replica.stamp(key, value, nowMs, expiresMs);
+    this.persistCeiling(replica);
+    return entry;
+  }
+
+  private persistCeiling(replica: KvReplica): void {
+    const ceiling = replica.takeCeiling();
+    if (ceiling === undefined) return;
+    if (!this.store) throw new KvError('unavailable', 'the cache store is closed');
+    this.store.setCeiling(ceiling);
   }
 
   private commit(entry: KvEntry): Promise<void> {
@@ -447,10 +464,13 @@ export class KvService implements Service, KvAccess {
       if (!this.store) throw new KvError('unavailable', 'the cache store is closed');
       this.store.write(batch.map((w) => w.entry));
     } catch (err) {
-      // The replica in memory already holds these versions; a client whose
-      // write failed is told so, and a restart reloads what the disk has.
-      this.options.log.error({ err: (err as Error).message, writes: batch.length }, 'cache write failed');
+      // The replica in memory already holds versions the disk lacks, and
+      // nothing may leave the node before it is on disk: the writers are told,
+      // and the service fails so the supervisor restarts it from the disk.
+      this.options.log.error({ err: (err as Error).message, writes: batch.length }, 'cache write failed; restarting the cache from its disk');
       for (const w of batch) w.onDone?.(err as Error);
+      this.replica = undefined;
+      this.fail?.(err as Error);
       return;
     }
     for (const w of batch) w.onDone?.();
@@ -544,6 +564,9 @@ export class KvService implements Service, KvAccess {
         if (answer.body.case !== 'kvSyncResponse' || !this.replica) return done(false);
         const r = this.replica;
         const from = only ? RPC_PEER : peerId;
+        // Nothing may leave this node before it is on its disk (found by the
+        // cache simulation): commit the turn's writes before pushing.
+        this.flush();
         const versions = answer.body.value.versions.map(versionFromWire).filter((v) => v !== undefined);
         const buckets = answer.body.value.buckets.filter((b) => b < r.bucketCount);
         const plan = r.reconcile(buckets, versions);
@@ -602,6 +625,7 @@ export class KvService implements Service, KvAccess {
   private answerFetch(env: Envelope, conn: FramedConnection): void {
     const replica = this.replica;
     if (env.body.case !== 'kvFetchRequest' || !replica) return;
+    this.flush();
     const entries = replica.answerFetch(env.body.value.keys.map(keyFromBytes), this.options.syncBytesMax);
     conn.reply(env, { body: { case: 'kvFetchResponse', value: { entries: entries.map(entryToWire) } } });
   }

@@ -9,6 +9,8 @@ export class SimKvDisk {
   private readonly rows = new Map<string, KvEntry>();
   /** Group commits so far. */
   commits = 0;
+  /** The clock ceiling (KvStore.setCeiling): written at once, before the stamp leaves. */
+  ceiling = 0;
 
   get size(): number {
     return this.rows.size;

@@ -41,7 +41,7 @@ export interface KvSimKnobs {
   /** Each node refreshes its membership view (running nodes it can reach) every [min, max] ms. */
   readonly viewRefreshMsMin: number;
   readonly viewRefreshMsMax: number;
-  /** The proposed fix of kv-service.ts (see commitBeforeServing); false: the runtime as it is. */
+  /** kv-service.ts commits the turn's writes before an anti-entropy answer or push (true); false shows what that prevents. */
   readonly commitBeforeServing: boolean;
 }
 
@@ -57,7 +57,7 @@ export const KV_SIM_DEFAULTS: KvSimKnobs = Object.freeze({
   redialMsMax: 300,
   viewRefreshMsMin: 200,
   viewRefreshMsMax: 1_000,
-  commitBeforeServing: false,
+  commitBeforeServing: true,
 });
 
 /** What checkers hear about a run. */
@@ -112,7 +112,7 @@ export class KvService {
   ) {
     this.replica = new KvReplica({ selfId: ctx.selfId, bucketCount: ctx.bucketCount, keysMax: KV_REPLICA_DEFAULTS.keysMax, clockAheadMaxMs: KV_REPLICA_DEFAULTS.clockAheadMaxMs });
     this.replica.restore(disk.all());
-    this.replica.restoreClock(ctx.wallMs());
+    this.replica.restoreClock(ctx.wallMs(), disk.ceiling);
     this.links = new KvLinks({
       self: ctx.selfId,
       net: ctx.net,
@@ -171,6 +171,8 @@ export class KvService {
       this.ctx.notify((l) => l.onRefused?.(this.ctx.selfId, 'full', this.ctx.scheduler.nowMs));
       return undefined;
     }
+    const ceiling = this.replica.takeCeiling();
+    if (ceiling !== undefined) this.disk.ceiling = ceiling;
     this.ctx.notify((l) => l.onWrite?.(this.ctx.selfId, writeId, entry, this.ctx.scheduler.nowMs));
     this.enqueue({ entry, from: undefined, writeId });
     return entry;
@@ -293,9 +295,9 @@ export class KvService {
   }
 
   /**
-   * PROPOSED FIX, off by default so the sim does what kv-service.ts does
-   * today: commit the turn's writes before an anti-entropy answer or push
-   * may carry them, so nothing leaves the node before it is on its disk.
+   * As kv-service.ts does (the fix this simulation found): commit the turn's
+   * writes before an anti-entropy answer or push may carry them, so nothing
+   * leaves the node before it is on its disk.
    */
   private commitBeforeServing(): void {
     if (this.ctx.knobs().commitBeforeServing && this.pending.length > 0) this.flush();

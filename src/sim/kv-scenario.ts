@@ -12,11 +12,12 @@ export interface KvScenarioOptions {
   /** How long after the faults stop the cluster may take to converge (simulated ms). */
   readonly settleLimitMs?: number;
   /**
-   * WORKAROUND (default true) until kv-service.ts commits the turn's writes
-   * before an anti-entropy answer or push can carry them: as it is, an
-   * uncommitted write can reach a peer, die with its node, and its version
-   * (key, hlc, node) be stamped again after the restart (see the report of
-   * the kv simulation: seeds 168 and 211 with this false).
+   * Default true, as kv-service.ts does: the turn's writes are committed
+   * before an anti-entropy answer or push can carry them. False shows what
+   * that prevents (before the fix, an uncommitted write reached a peer, died
+   * with its node, and its version was stamped again after the restart:
+   * seeds 168 and 211); the persisted clock ceiling now also prevents the
+   * re-stamping.
    */
   readonly commitBeforeServing?: boolean;
 }

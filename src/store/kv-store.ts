@@ -24,6 +24,7 @@ export class KvStore {
   private readonly db: Database.Database;
   private readonly upsert: Database.Statement;
   private readonly deleteKey: Database.Statement;
+  private readonly setMeta: Database.Statement;
   private readonly writeBatch: (entries: readonly KvEntry[]) => void;
   private readonly deleteBatch: (keys: readonly string[]) => void;
 
@@ -39,7 +40,12 @@ export class KvStore {
         node TEXT NOT NULL,
         expires_ms INTEGER NOT NULL
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
     `);
+    this.setMeta = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value');
     this.upsert = this.db.prepare(
       'INSERT INTO kv (key, value, hlc, node, expires_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, hlc = excluded.hlc, node = excluded.node, expires_ms = excluded.expires_ms',
     );
@@ -65,6 +71,16 @@ export class KvStore {
   /** Removes purged keys (tombstones and expired values past the horizon). */
   remove(keys: readonly string[]): void {
     if (keys.length > 0) this.deleteBatch(keys);
+  }
+
+  /** The clock ceiling: every stamp this node issued is below it. Written before such a stamp leaves the node. */
+  setCeiling(hlc: number): void {
+    this.setMeta.run('hlc_ceiling', hlc);
+  }
+
+  ceiling(): number {
+    const row = this.db.prepare("SELECT value FROM meta WHERE name = 'hlc_ceiling'").get() as { value: number } | undefined;
+    return row?.value ?? 0;
   }
 
   *all(): Generator<KvEntry> {

@@ -198,20 +198,21 @@ export function kvScenarios(): void {
       assert.ok(c.net.stats.broken > 10, `only ${c.net.stats.broken} connections broke`);
     });
 
-    test('commit before serving (the proposed fix): nothing leaves a node uncommitted, and a crash right after converges', () => {
+    test('commit before serving (as kv-service does): nothing leaves a node uncommitted, and a crash right after converges', () => {
       const { c, monitor, served } = leakThenRestamp(true);
       assert.equal(served, 0);
       settle(c, monitor, 5_000);
       assert.equal(valueOf(held(c, 'k')), 'a3');
     });
 
-    test('kv-service as it is: an uncommitted write served to anti-entropy, then a crash, then the same version with another value', { todo: 'kv-service.ts serves writes before their commit (see the kv sim report); fix it, then set commitBeforeServing in kv-node.ts to match' }, () => {
+    test('without commit-before-serving, an uncommitted write leaves and dies with its node; the persisted clock ceiling still keeps every version unique', () => {
       const { c, monitor, served } = leakThenRestamp(false);
       assert.equal(served, 1, 'n0 answered the fetch with its uncommitted write');
       settle(c, monitor, 5_000);
+      assert.equal(valueOf(held(c, 'k')), 'a3');
     });
 
-    test('random seeds with kv-service as it is (168, 211: a stamp issued again after a crash)', { todo: 'the same kv-service.ts bug' }, () => {
+    test('random seeds that failed before the fixes (168, 211: a stamp issued again after a crash), without commit-before-serving', () => {
       for (const seed of [168, 211]) {
         const r = runKvScenario(seed, { commitBeforeServing: false });
         assert.deepEqual(r.violations.map((v) => `[${v.invariant}] ${v.detail}`), [], `SEED=${seed}`);

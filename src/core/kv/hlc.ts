@@ -58,6 +58,11 @@ export class HybridClock {
     return true;
   }
 
+  /** Moves the clock to at least `hlc`, unconditionally (this node's own persisted ceiling). */
+  advanceTo(hlc: Hlc): void {
+    if (hlc > this.last) this.last = hlc;
+  }
+
   get current(): Hlc {
     return this.last;
   }

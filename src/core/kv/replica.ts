@@ -1,6 +1,6 @@
 import { compareWrites, hashString32, isLive, versionFingerprint, versionOf } from './entry.js';
 import type { KvEntry, KvVersion } from './entry.js';
-import { HybridClock, hlcWallMs } from './hlc.js';
+import { HybridClock, hlcOf, hlcWallMs } from './hlc.js';
 import type { Hlc } from './hlc.js';
 
 /**
@@ -29,6 +29,16 @@ export const KV_REPLICA_DEFAULTS = Object.freeze({
 
 /** Remote entries may take the store this far past keysMax, so replicas still converge when every node is near full. */
 const REMOTE_HEADROOM = 1.25;
+/**
+ * Every stamp this replica issues stays below a ceiling that is on disk
+ * before the stamp can leave the node; a restarted node starts its clock at
+ * the ceiling, so it never issues a stamp it issued before its crash (a
+ * write lost in the crash may already be on a peer or an owner under that
+ * stamp). The ceiling runs this far ahead: one small disk write per second
+ * of stamps, and a restart moves the clock at most this much ahead.
+ */
+const CEILING_LEASE = hlcOf(1_000);
+
 /** Bytes an entry costs on the wire beyond its key and value (hlc, node id, framing), roughly. */
 export const ENTRY_OVERHEAD_BYTES = 48;
 
@@ -49,6 +59,8 @@ export class KvReplica {
   private readonly fingerprints: Uint32Array;
   private sortedKeys: string[] | undefined;
   private live = 0;
+  private ceiling = 0;
+  private ceilingDue = false;
   readonly stats = { applied: 0, stale: 0, dropped: 0, purged: 0, future: 0 };
 
   constructor(private readonly config: KvReplicaConfig) {
@@ -89,9 +101,33 @@ export class KvReplica {
     }
   }
 
-  /** After `restore`: the clock moves past every stored version that is not from the far future. */
-  restoreClock(wallMs: number): void {
+  /**
+   * After `restore`: the clock moves past every stored version that is not
+   * from the far future, and to the persisted ceiling (0: none yet).
+   */
+  restoreClock(wallMs: number, ceiling = 0): void {
     for (const e of this.entries.values()) this.clock.observe(e.hlc, wallMs);
+    this.clock.advanceTo(ceiling);
+    this.ceiling = ceiling;
+  }
+
+  /** A new ceiling to put on disk before the last stamp may leave the node; undefined when none is due. */
+  takeCeiling(): number | undefined {
+    if (!this.ceilingDue) return undefined;
+    this.ceilingDue = false;
+    return this.ceiling;
+  }
+
+  private issue(wallMs: number): Hlc {
+    const hlc = this.clock.now(wallMs);
+    this.raiseCeiling(hlc);
+    return hlc;
+  }
+
+  private raiseCeiling(hlc: Hlc): void {
+    if (hlc < this.ceiling) return;
+    this.ceiling = hlc + CEILING_LEASE;
+    this.ceilingDue = true;
   }
 
   /** The entry of `key` if it has a value that has not expired. */
@@ -113,10 +149,13 @@ export class KvReplica {
   write(key: string, value: Uint8Array | undefined, wallMs: number, expiresMs = 0): KvEntry | WriteRefusal {
     const held = this.entries.get(key);
     if (!held && value !== undefined && this.entries.size >= this.config.keysMax) return 'full';
-    let hlc = this.clock.now(wallMs);
+    let hlc = this.issue(wallMs);
     // A held version the clock did not adopt (restored from the far future)
     // must still lose to this write, here and on every replica.
-    if (held && compareWrites(held, { hlc, node: this.config.selfId }) >= 0) hlc = held.hlc + 1;
+    if (held && compareWrites(held, { hlc, node: this.config.selfId }) >= 0) {
+      hlc = held.hlc + 1;
+      this.raiseCeiling(hlc);
+    }
     const entry: KvEntry = { key, value, hlc, node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
     this.replace(held, entry);
     this.stats.applied += 1;
@@ -186,7 +225,7 @@ export class KvReplica {
 
   /** A version for a write that this replica does not keep (a partitioned cache's non-owner stamps it for the owners). */
   stamp(key: string, value: Uint8Array | undefined, wallMs: number, expiresMs = 0): KvEntry {
-    return { key, value, hlc: this.clock.now(wallMs), node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
+    return { key, value, hlc: this.issue(wallMs), node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
   }
 
   /** Whether an incoming entry is already below the purge horizon (applying it would resurrect what was purged). */
