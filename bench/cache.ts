@@ -75,6 +75,9 @@ const KEYSPACE = envInt('BENCH_CACHE_KEYSPACE', 100_000, 1);
 const LAG_SAMPLES = envInt('BENCH_CACHE_LAG_SAMPLES', 1_000, 10);
 const LAG_LOAD_SAMPLES = envInt('BENCH_CACHE_LAG_LOAD_SAMPLES', 1_000, 0);
 const LAG_WINDOW = envInt('BENCH_CACHE_LAG_WINDOW', 4, 1, 64);
+const LAG_RUNS = envInt('BENCH_CACHE_LAG_RUNS', 3, 1, 15);
+/** Each run under load stops after this many seconds (or LAG_LOAD_SAMPLES samples). */
+const LAG_LOAD_MAX_S = envInt('BENCH_CACHE_LAG_LOAD_MAX_S', 8, 1);
 const LAG_WARMUP = 20;
 const LAG_TIMEOUT_MS = 2_000;
 const LAG_GAP_MS: [number, number] = [1, 3];
@@ -296,9 +299,13 @@ interface LagDist {
   readonly minMs: number | null;
 }
 
+type LagSystem = 'grapevine' | 'redis';
+type LagCondition = 'quiet' | 'load';
+
 interface LagResult {
-  readonly system: 'grapevine' | 'redis';
-  readonly condition: 'quiet' | 'load';
+  readonly system: LagSystem;
+  readonly condition: LagCondition;
+  readonly run: number;
   readonly window: number;
   readonly durationS: number;
   readonly setErrors: number;
@@ -308,9 +315,24 @@ interface LagResult {
   readonly resolutionMs: { p50: number | null; p99: number | null };
   readonly hitRttMs: { p50: number | null; p99: number | null };
   readonly setMs: { p50: number | null; p99: number | null };
-  /** Under load: SET/s of the load over the sampling (from the primary's counters), and the load's failures. */
+  readonly load1: number;
+  /** Under load: requests/s the primary handled over the sampling (its own counters), and the load's failure if any. */
   readonly loadRps?: number | null;
   readonly loadError?: string;
+}
+
+/** Medians over the runs of one system and condition. */
+interface LagSet {
+  readonly runs: LagResult[];
+  readonly node2P50Ms: number | null;
+  readonly node2P99Ms: number | null;
+  readonly lastP50Ms: number | null;
+  readonly lastP99Ms: number | null;
+  readonly lastMaxMs: number | null;
+  readonly resolutionP50Ms: number | null;
+  readonly missing: number;
+  readonly samples: number;
+  readonly loadRps: number | null;
 }
 
 function dist(xs: readonly (number | null)[]): LagDist {
@@ -324,7 +346,7 @@ function dist(xs: readonly (number | null)[]): LagDist {
   return { samples: xs.length, missing: xs.filter((x) => x === null).length, p50Ms: p(50), p90Ms: p(90), p99Ms: p(99), maxMs: p(100), minMs: finite.length ? round(Math.min(...finite), 3) : null };
 }
 
-function summarizeLag(system: 'grapevine' | 'redis', condition: 'quiet' | 'load', run: LagRun, skip: number): LagResult {
+function summarizeLag(system: LagSystem, condition: LagCondition, runNo: number, run: LagRun, skip: number, load1: number): LagResult {
   const ss = run.samples.slice(skip);
   const readers = ss[0]?.lagMs.length ?? 0;
   const perReader = Array.from({ length: readers }, (_, i) => dist(ss.map((s) => s.lagMs[i] ?? null)));
@@ -339,6 +361,7 @@ function summarizeLag(system: 'grapevine' | 'redis', condition: 'quiet' | 'load'
   return {
     system,
     condition,
+    run: runNo,
     window: LAG_WINDOW,
     durationS: round(run.durationMs / 1000, 2)!,
     setErrors: run.setErrors,
@@ -347,65 +370,132 @@ function summarizeLag(system: 'grapevine' | 'redis', condition: 'quiet' | 'load'
     resolutionMs: { p50: q(res, 50), p99: q(res, 99) },
     hitRttMs: { p50: q(rtt, 50), p99: q(rtt, 99) },
     setMs: { p50: q(set, 50), p99: q(set, 99) },
+    load1: round(load1, 2)!,
   };
 }
 
-async function lagOf(system: 'grapevine' | 'redis', writer: RespClient, readers: RespClient[], tag: string, samples: number, maxDurationMs: number): Promise<LagRun> {
-  return measureLag(writer, readers, { samples: samples + LAG_WARMUP, window: LAG_WINDOW, timeoutMs: LAG_TIMEOUT_MS, keyPrefix: `lag:${system}:${tag}:${process.pid}`, gapMs: LAG_GAP_MS, maxDurationMs });
+function lagSet(runs: LagResult[]): LagSet {
+  // Infinity (a sample that never arrived) sorts last; the median stays honest.
+  const m = (xs: (number | null | undefined)[]): number | null => {
+    const v = median(xs.filter((x): x is number => typeof x === 'number'));
+    return v === null ? null : v === Infinity ? Infinity : round(v, 3);
+  };
+  return {
+    runs,
+    node2P50Ms: m(runs.map((r) => r.perReader[0]?.p50Ms)),
+    node2P99Ms: m(runs.map((r) => r.perReader[0]?.p99Ms)),
+    lastP50Ms: m(runs.map((r) => r.last.p50Ms)),
+    lastP99Ms: m(runs.map((r) => r.last.p99Ms)),
+    lastMaxMs: m(runs.map((r) => r.last.maxMs)),
+    resolutionP50Ms: m(runs.map((r) => r.resolutionMs.p50)),
+    missing: runs.reduce((a, r) => a + r.last.missing, 0),
+    samples: runs.reduce((a, r) => a + r.last.samples, 0),
+    loadRps: m(runs.map((r) => r.loadRps)),
+  };
 }
 
-/** Lag while a redis-benchmark SET load (no pipelining, CLIENTS clients) runs against the primary. */
-async function lagUnderLoad(system: 'grapevine' | 'redis', port: number, writer: RespClient, readers: RespClient[], putsCounter: () => Promise<number>): Promise<LagResult> {
-  const argv = benchmarkArgv({ port, test: 'set', requests: 50_000_000, clients: CLIENTS, keyspace: KEYSPACE, timeoutMs: 0 });
+interface LagTarget {
+  readonly system: LagSystem;
+  readonly port: number;
+  readonly writer: RespClient;
+  readonly readers: RespClient[];
+  /** A counter of requests the primary handled (for the load's rate). */
+  readonly counter: () => Promise<number>;
+}
+
+async function lagRun(t: LagTarget, condition: LagCondition, runNo: number): Promise<LagResult> {
+  const tag = `${condition}${runNo}`;
+  const opts = (samples: number, maxDurationMs: number) => ({
+    samples: samples + LAG_WARMUP,
+    window: LAG_WINDOW,
+    timeoutMs: LAG_TIMEOUT_MS,
+    keyPrefix: `lag:${t.system}:${tag}:${process.pid}`,
+    gapMs: LAG_GAP_MS,
+    maxDurationMs,
+  });
+  const load1 = loadavg()[0]!;
+  if (condition === 'quiet') return summarizeLag(t.system, condition, runNo, await measureLag(t.writer, t.readers, opts(LAG_SAMPLES, 60_000)), LAG_WARMUP, load1);
+  // Under load: redis-benchmark SETs (no pipelining) against the primary while sampling.
+  const argv = benchmarkArgv({ port: t.port, test: 'set', requests: 50_000_000, clients: CLIENTS, keyspace: KEYSPACE, timeoutMs: 0 });
   const proc = track(spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] }));
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   try {
     await sleep(1_000);
-    const c0 = await putsCounter();
+    const c0 = await t.counter();
     const t0 = performance.now();
-    const run = await lagOf(system, writer, readers, 'load', LAG_LOAD_SAMPLES, 20_000);
-    const c1 = await putsCounter();
-    const loadRps = (c1 - c0) / ((performance.now() - t0) / 1000);
+    const run = await measureLag(t.writer, t.readers, opts(LAG_LOAD_SAMPLES, LAG_LOAD_MAX_S * 1000));
+    const c1 = await t.counter();
+    const loadRps = Math.round((c1 - c0) / ((performance.now() - t0) / 1000));
     const exited = proc.exitCode !== null || proc.signalCode !== null;
-    return { ...summarizeLag(system, 'load', run, LAG_WARMUP), loadRps: Math.round(loadRps), ...(exited ? { loadError: `the load stopped early: ${err.trim().slice(0, 200)}` } : {}) };
+    return { ...summarizeLag(t.system, condition, runNo, run, LAG_WARMUP, load1), loadRps, ...(exited ? { loadError: `the load stopped early: ${err.trim().slice(0, 200)}` } : {}) };
   } finally {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
   }
 }
 
-async function redisReplicaLag(primary: RedisServer, dir: string): Promise<{ quiet: LagResult; load: LagResult | null; replicas: number }> {
-  const ports = [await freeLocalPort(), await freeLocalPort()];
+function sayLag(r: LagResult): void {
+  say(
+    `  lag ${r.system.padEnd(9)} ${r.condition} run ${r.run}: node 2 p50 ${fmtMs(r.perReader[0]?.p50Ms ?? null, 3)}, p99 ${fmtMs(r.perReader[0]?.p99Ms ?? null, 3)}; last p50 ${fmtMs(r.last.p50Ms, 3)}, p99 ${fmtMs(r.last.p99Ms, 3)}, max ${fmtMs(r.last.maxMs, 3)}; ${r.last.samples} samples (${r.last.missing} missing) in ${r.durationS} s; resolution p50 ${fmtMs(r.resolutionMs.p50, 3)}${r.loadRps !== undefined ? `; load ${fmtRate(r.loadRps)}` : ''}${r.loadError ? ` (${r.loadError})` : ''}; load avg ${r.load1}`,
+  );
+}
+
+interface LagPhase {
+  readonly gvQuiet: LagSet;
+  readonly gvLoad: LagSet | null;
+  readonly redisQuiet: LagSet | null;
+  readonly redisLoad: LagSet | null;
+  readonly redisReplicas: number;
+}
+
+/**
+ * LAG_RUNS runs per system and condition, grapevine and redis alternating
+ * (the order flips every run). Reference: the Debian-defaults redis-server
+ * with two replicas started for this phase (`--replicaof`, Debian config).
+ */
+async function lagPhase(gv: LagTarget, primary: RedisServer, dir: string, skipped: string[]): Promise<LagPhase> {
   const replicas: RedisServer[] = [];
   const clients: RespClient[] = [];
+  let redis: LagTarget | null = null;
   try {
-    for (let i = 0; i < ports.length; i++) replicas.push(await RedisServer.start(`redis replica ${i + 1}`, ports[i]!, join(dir, `replica${i + 1}`), ['--replicaof', '127.0.0.1', String(primary.port)]));
-    // Wait until both replicas finished their initial sync.
-    const deadline = Date.now() + 60_000;
-    for (const r of replicas) {
-      const c = await RespClient.open('127.0.0.1', r.port, r.name);
-      clients.push(c);
-      for (;;) {
-        const m = await info(c, 'replication');
-        if (m.get('master_link_status') === 'up' && m.get('master_sync_in_progress') === '0') break;
-        if (Date.now() > deadline) throw new Error(`${r.name} did not sync with the primary within 60 s`);
-        await sleep(100);
+    try {
+      for (let i = 0; i < 2; i++) replicas.push(await RedisServer.start(`redis replica ${i + 1}`, await freePort(), join(dir, `replica${i + 1}`), ['--replicaof', '127.0.0.1', String(primary.port)]));
+      const deadline = Date.now() + 60_000;
+      for (const r of replicas) {
+        const c = await RespClient.open('127.0.0.1', r.port, `${r.name} reader`);
+        clients.push(c);
+        for (;;) {
+          const m = await info(c, 'replication');
+          if (m.get('master_link_status') === 'up' && m.get('master_sync_in_progress') === '0') break;
+          if (Date.now() > deadline) throw new Error(`${r.name} did not sync with the primary within 60 s`);
+          await sleep(100);
+        }
+      }
+      const writer = await RespClient.open('127.0.0.1', primary.port, 'redis primary writer');
+      const stats = await RespClient.open('127.0.0.1', primary.port, 'redis primary stats');
+      clients.push(writer, stats);
+      redis = { system: 'redis', port: primary.port, writer, readers: clients.slice(0, 2), counter: async () => Number((await info(stats, 'stats')).get('total_commands_processed')) };
+    } catch (err) {
+      skipped.push(`the redis replica reference for the lag (${(err as Error).message})`);
+      say(`lag: no redis replicas: ${(err as Error).message}`);
+    }
+    const runs: LagResult[] = [];
+    for (const condition of LAG_LOAD_SAMPLES > 0 ? (['quiet', 'load'] as const) : (['quiet'] as const)) {
+      for (let run = 1; run <= LAG_RUNS; run++) {
+        const order = [gv, ...(redis ? [redis] : [])];
+        if (run % 2 === 0) order.reverse();
+        for (const t of order) {
+          const r = await lagRun(t, condition, run);
+          runs.push(r);
+          sayLag(r);
+        }
       }
     }
-    const writer = await RespClient.open('127.0.0.1', primary.port, 'redis primary');
-    clients.push(writer);
-    say('lag: redis-server with 2 replicas, quiet');
-    const quiet = summarizeLag('redis', 'quiet', await lagOf('redis', writer, clients.slice(0, 2), 'quiet', LAG_SAMPLES, 30_000), LAG_WARMUP);
-    say(`lag redis quiet: last replica p50 ${fmtMs(quiet.last.p50Ms, 3)}, p99 ${fmtMs(quiet.last.p99Ms, 3)}`);
-    let load: LagResult | null = null;
-    if (LAG_LOAD_SAMPLES > 0) {
-      say('lag: redis-server with 2 replicas, under a SET load');
-      const stats = await RespClient.open('127.0.0.1', primary.port, 'redis stats');
-      clients.push(stats);
-      load = await lagUnderLoad('redis', primary.port, writer, clients.slice(0, 2), async () => Number((await info(stats, 'stats')).get('total_commands_processed')));
-      say(`lag redis under load (${fmtRate(load.loadRps ?? null)} commands): last replica p50 ${fmtMs(load.last.p50Ms, 3)}, p99 ${fmtMs(load.last.p99Ms, 3)}`);
-    }
-    return { quiet, load, replicas: replicas.length };
+    const pick = (s: LagSystem, c: LagCondition): LagSet | null => {
+      const rs = runs.filter((r) => r.system === s && r.condition === c);
+      return rs.length ? lagSet(rs) : null;
+    };
+    return { gvQuiet: pick('grapevine', 'quiet')!, gvLoad: pick('grapevine', 'load'), redisQuiet: pick('redis', 'quiet'), redisLoad: pick('redis', 'load'), redisReplicas: replicas.length };
   } finally {
     for (const c of clients) c.close();
     await Promise.all(replicas.map((r) => r.stop(5_000)));
@@ -589,7 +679,7 @@ function ratioOf(a: number | null, b: number | null): number | null {
 
 interface Results {
   readonly tp: Throughput;
-  readonly lag: { gvQuiet: LagResult; gvLoad: LagResult | null; redisQuiet: LagResult | null; redisLoad: LagResult | null };
+  readonly lag: LagPhase;
   readonly partition: PartitionRun[];
   readonly partitionSkipped: string | null;
 }
@@ -625,16 +715,17 @@ function rowsOf(r: Results): Row[] {
   }
   const rep = r.tp.replication;
   rows.push({ metric: 'nodes 2, 3 hold node 1\'s digest after the runs', ours: rep.sameDigest ? `yes (${fmtMs(rep.catchUpMs, 0)})` : 'NO', ref: '—', ratio: '—', ref2: '—', ratio2: '—', goal: '' });
-  const lagRows = (label: string, g: LagResult | null, rd: LagResult | null, goal: boolean): void => {
+  const lagRows = (label: string, g: LagSet | null, rd: LagSet | null, goal: boolean): void => {
     if (!g) return;
     const add = (metric: string, a: number | null, b: number | null, withGoal: boolean): void => {
       rows.push({ metric, ours: fmtMs(a, 3), ref: fmtMs(b, 3), ratio: fmtX(a !== null && b !== null && a > 0 && b > 0 ? ratioOf(a, b) : null), ref2: '—', ratio2: '—', goal: withGoal ? goalText(a === null ? null : a <= GOALS.lagP99Ms, `<= ${GOALS.lagP99Ms} ms`) : '' });
     };
-    add(`lag ${label}: node 2 p50`, g.perReader[0]?.p50Ms ?? null, rd?.perReader[0]?.p50Ms ?? null, false);
-    add(`lag ${label}: node 2 p99`, g.perReader[0]?.p99Ms ?? null, rd?.perReader[0]?.p99Ms ?? null, false);
-    add(`lag ${label}: last of nodes 2, 3 p50`, g.last.p50Ms, rd?.last.p50Ms ?? null, false);
-    add(`lag ${label}: last of nodes 2, 3 p99`, g.last.p99Ms, rd?.last.p99Ms ?? null, goal);
-    add(`lag ${label}: last of nodes 2, 3 max`, g.last.maxMs, rd?.last.maxMs ?? null, false);
+    const n = `median of ${g.runs.length}`;
+    add(`lag ${label}: node 2 p50, ${n}`, g.node2P50Ms, rd?.node2P50Ms ?? null, false);
+    add(`lag ${label}: node 2 p99, ${n}`, g.node2P99Ms, rd?.node2P99Ms ?? null, false);
+    add(`lag ${label}: last of nodes 2, 3 p50, ${n}`, g.lastP50Ms, rd?.lastP50Ms ?? null, false);
+    add(`lag ${label}: last of nodes 2, 3 p99, ${n}`, g.lastP99Ms, rd?.lastP99Ms ?? null, goal);
+    add(`lag ${label}: last of nodes 2, 3 max, ${n}`, g.lastMaxMs, rd?.lastMaxMs ?? null, false);
   };
   lagRows('(quiet)', r.lag.gvQuiet, r.lag.redisQuiet, true);
   lagRows('(under a SET load)', r.lag.gvLoad, r.lag.redisLoad, false);
@@ -763,28 +854,17 @@ async function main(): Promise<void> {
     say(`throughput: nodes agree after the runs: ${tp.replication.sameDigest ? `yes, ${tp.replication.catchUpMs} ms after the last run` : 'NO'} (digests ${tp.replication.digests.join(' ')}, keys ${tp.replication.keysHeld.join(' ')})`);
 
     phase('lag');
-    say(`lag: grapevine, ${LAG_SAMPLES} sequential SETs at node 1, nodes 2 and 3 polled (${LAG_WINDOW} GETs in flight)`);
+    say(`lag: ${LAG_RUNS} runs per system of ${LAG_SAMPLES} sequential SETs (quiet) and up to ${LAG_LOAD_SAMPLES} / ${LAG_LOAD_MAX_S} s under a SET load; readers keep ${LAG_WINDOW} GETs in flight`);
     const gvWriter = await RespClient.open('127.0.0.1', systems[0]!.port, 'n1 writer');
     const gvReaders = [await RespClient.open('127.0.0.1', cluster.nodes[1]!.respPort, 'n2 reader'), await RespClient.open('127.0.0.1', cluster.nodes[2]!.respPort, 'n3 reader')];
-    let gvQuiet: LagResult;
-    let gvLoad: LagResult | null = null;
+    let lag: LagPhase;
     try {
-      gvQuiet = summarizeLag('grapevine', 'quiet', await lagOf('grapevine', gvWriter, gvReaders, 'quiet', LAG_SAMPLES, 60_000), LAG_WARMUP);
-      say(`lag grapevine quiet: node 2 p50 ${fmtMs(gvQuiet.perReader[0]!.p50Ms, 3)}, p99 ${fmtMs(gvQuiet.perReader[0]!.p99Ms, 3)}; last node p50 ${fmtMs(gvQuiet.last.p50Ms, 3)}, p99 ${fmtMs(gvQuiet.last.p99Ms, 3)}, max ${fmtMs(gvQuiet.last.maxMs, 3)}; poll resolution p50 ${fmtMs(gvQuiet.resolutionMs.p50, 3)}`);
-      if (LAG_LOAD_SAMPLES > 0) {
-        say('lag: grapevine under a SET load at node 1');
-        gvLoad = await lagUnderLoad('grapevine', systems[0]!.port, gvWriter, gvReaders, async () => Number((await cacheInfo(gvClients[0]!)).fields.repl_puts ?? 0));
-        say(`lag grapevine under load (${fmtRate(gvLoad.loadRps ?? null)} SETs): last node p50 ${fmtMs(gvLoad.last.p50Ms, 3)}, p99 ${fmtMs(gvLoad.last.p99Ms, 3)}, max ${fmtMs(gvLoad.last.maxMs, 3)}`);
-      }
+      const gvTarget: LagTarget = { system: 'grapevine', port: systems[0]!.port, writer: gvWriter, readers: gvReaders, counter: async () => Number((await cacheInfo(gvClients[0]!)).fields.repl_puts ?? 0) };
+      lag = await lagPhase(gvTarget, redis, dir, skipped);
     } finally {
       gvWriter.close();
       for (const c of gvReaders) c.close();
     }
-    const lagRedis = await redisReplicaLag(redis, dir).catch((err: unknown) => {
-      skipped.push(`redis replica lag: ${(err as Error).message}`);
-      say(`redis replica lag failed: ${(err as Error).message}`);
-      return null;
-    });
     rss = {};
     for (const n of cluster.nodes) rss[n.id] = round(await rssMiB(n.proc.pid!), 1);
     for (const s of servers) rss[s.name] = round(await rssMiB(s.pid), 1);
@@ -817,7 +897,7 @@ async function main(): Promise<void> {
     }
     if (partitionSkipped) skipped.push(`partition: ${partitionSkipped}`);
     phase('end');
-    results = { tp, lag: { gvQuiet, gvLoad, redisQuiet: lagRedis?.quiet ?? null, redisLoad: lagRedis?.load ?? null }, partition: partitionRuns, partitionSkipped };
+    results = { tp, lag, partition: partitionRuns, partitionSkipped };
   } finally {
     for (const c of gvClients) c.close();
     if (cluster) await stopCluster(cluster).catch(() => undefined);
@@ -856,6 +936,8 @@ async function main(): Promise<void> {
       lagSamples: LAG_SAMPLES,
       lagLoadSamples: LAG_LOAD_SAMPLES,
       lagWindow: LAG_WINDOW,
+      lagRuns: LAG_RUNS,
+      lagLoadMaxS: LAG_LOAD_MAX_S,
       lagWarmup: LAG_WARMUP,
       lagTimeoutMs: LAG_TIMEOUT_MS,
       lagGapMs: LAG_GAP_MS,
@@ -921,10 +1003,9 @@ function markdown(m: MdInput): string {
     const g = cell('grapevine', t, p);
     return `${t.toUpperCase()}${p > 1 ? ` -P ${p}` : ''}: grapevine ${Object.entries(g.waitShareBy).map(([k, v]) => `${k} ${pct(v)}`).join(', ')}; redis ${pct(cell('redis', t, p).waitShareBy['redis-server'])}; AOF ${pct(cell('redis-aof', t, p).waitShareBy['redis-server'])}`;
   };
-  const lagLine = (x: LagResult | null, what: string): string =>
-    x
-      ? `${what}: ${x.last.samples} samples in ${x.durationS} s (${x.last.missing} never arrived within ${LAG_TIMEOUT_MS} ms, ${x.setErrors} SET errors); per reader p50/p99/max ${x.perReader.map((d) => `${fmtMs(d.p50Ms, 3)}/${fmtMs(d.p99Ms, 3)}/${fmtMs(d.maxMs, 3)}`).join(' and ')}; last p90 ${fmtMs(x.last.p90Ms, 3)}, min ${fmtMs(x.last.minMs, 3)}; poll resolution (arrival gap between the last miss and the first hit) p50 ${fmtMs(x.resolutionMs.p50, 3)}, p99 ${fmtMs(x.resolutionMs.p99, 3)}; hit GET round trip p50 ${fmtMs(x.hitRttMs.p50, 3)}; the SET itself p50 ${fmtMs(x.setMs.p50, 3)}, p99 ${fmtMs(x.setMs.p99, 3)}${x.loadRps !== undefined ? `; load ${fmtRate(x.loadRps)} on the primary${x.loadError ? ` (${x.loadError})` : ''}` : ''}.`
-      : `${what}: not measured.`;
+  const lagRunText = (x: LagResult): string =>
+    `run ${x.run}: ${x.last.samples} samples in ${x.durationS} s (${x.last.missing} never arrived within ${LAG_TIMEOUT_MS} ms, ${x.setErrors} SET errors), per reader p50/p99/max ${x.perReader.map((d) => `${fmtMs(d.p50Ms, 3)}/${fmtMs(d.p99Ms, 3)}/${fmtMs(d.maxMs, 3)}`).join(' and ')}, last p90 ${fmtMs(x.last.p90Ms, 3)}; resolution p50 ${fmtMs(x.resolutionMs.p50, 3)}, p99 ${fmtMs(x.resolutionMs.p99, 3)}; hit GET round trip p50 ${fmtMs(x.hitRttMs.p50, 3)}; the SET p50 ${fmtMs(x.setMs.p50, 3)}, p99 ${fmtMs(x.setMs.p99, 3)}${x.loadRps !== undefined ? `; load ${fmtRate(x.loadRps ?? null)} on the primary${x.loadError ? ` (${x.loadError})` : ''}` : ''}; load average ${x.load1}`;
+  const lagLine = (x: LagSet | null, what: string): string => (x ? `- ${what}: ${x.runs.map(lagRunText).join('; ')}.` : `- ${what}: not measured.`);
   const pr = r.partition;
   const partLines = pr
     .map(
@@ -954,10 +1035,11 @@ CPU µs per request, all of the system's processes (grapevine: nodes 1–3 — n
 Run-queue wait (the main thread runnable but without a CPU, share of the run, median — CPU starvation by everything else on the machine, our own processes included): ${[1, PIPELINE].flatMap((p) => (['set', 'get'] as const).map((t) => waitLine(t, p))).join('; ')}.
 Replication during the runs: nodes 2 and 3 ${rep.sameDigest ? `held node 1's digest ${rep.catchUpMs} ms after the last run` : '**did not** hold node 1\'s digest within 60 s'} (digests ${rep.digests.join(', ')}; keys ${rep.keysHeld.join(', ')}).
 RSS at the end of the 127.0.0.1 phases: ${Object.entries(m.rss).map(([k, v]) => `${k} ${v ?? 'n/a'} MiB`).join(', ')}.
-${lagLine(r.lag.gvQuiet, 'Lag, grapevine, quiet')}
-${lagLine(r.lag.gvLoad, 'Lag, grapevine, under load')}
-${lagLine(r.lag.redisQuiet, 'Lag, redis replicas, quiet')}
-${lagLine(r.lag.redisLoad, 'Lag, redis replicas, under load')}
+Lag per run (per reader p50/p99/max; "resolution" = arrival gap between the last GET that missed and the first that hit):
+${lagLine(r.lag.gvQuiet, 'grapevine, quiet')}
+${lagLine(r.lag.gvLoad, 'grapevine, under load')}
+${lagLine(r.lag.redisQuiet, 'redis replicas, quiet')}
+${lagLine(r.lag.redisLoad, 'redis replicas, under load')}
 ${pr.length ? `Partition runs (${PART_NODES} lab hosts, sides ${pr[0]!.sides.map((s) => s.join(',')).join(' | ')}):\n${partLines}` : `Partition: not run (${r.partitionSkipped ?? 'see above'}).`}
 ${prof ? `\nCPU profile of node 1 over the 127.0.0.1 phases (--cpu-prof, ${prof.totalMs} ms sampled): ${prof.buckets.map((b) => `${b.name} ${b.pct}%`).join(', ')}.\n` : ''}
 How it was measured:
@@ -976,14 +1058,14 @@ How it was measured:
   ~${TARGET_S} s). ${RUNS} rounds; in each, every test and pipelining setting ran against the three systems in turn (the order
   rotating from round to round). The figure is redis-benchmark's requests/s; medians over the rounds; a failed run counts as 0.
   CPU = utime + stime from /proc of the system's processes over the run (a guest's CPU time also grows when the VM host is busy).
-- **Lag.** ${LAG_SAMPLES} sequential SETs of fresh keys at node 1 (${LAG_WARMUP} warm-up samples dropped), each after the previous one was
+- **Lag.** ${LAG_RUNS} runs per system and condition, grapevine and redis alternating; per run ${LAG_SAMPLES} sequential SETs of fresh keys at node 1 (${LAG_WARMUP} warm-up samples dropped), each after the previous one was
   seen by both readers plus ${LAG_GAP_MS[0]}–${LAG_GAP_MS[1]} ms; from the moment a SET is sent, one persistent RESP connection per reader
   (node 2, node 3) keeps ${LAG_WINDOW} GETs of the key in flight until the new value comes back. Lag = arrival of that reply − arrival of the
   SET's reply (one performance clock in the bench process, stamped when the bytes arrive); "last" = the later of the two readers;
   a sample that never arrived within ${LAG_TIMEOUT_MS} ms counts as slower than all. It can be slightly negative: node 1 floods the
   change in the same turn as it writes the reply. The uncertainty of one sample is the arrival gap between the last GET that
   missed and the first that hit (resolution, above). Under load: the same while \`redis-benchmark -c ${CLIENTS} -r ${KEYSPACE} -t set\`
-  (no pipelining) runs against node 1 (up to ${LAG_LOAD_SAMPLES} samples or 20 s). Reference: the Debian-defaults redis-server with two
+  (no pipelining) runs against node 1 (up to ${LAG_LOAD_SAMPLES} samples or ${LAG_LOAD_MAX_S} s per run). Reference: the Debian-defaults redis-server with two
   replicas (\`--replicaof\`, Debian config), same code, same readers.
 - **Partition.** ${PART_NODES} lab hosts (network namespaces on one bridge, 10.77.0.x), one \`grapevine node --resp ${LAB_RESP_PORT}\` each (defaults:
   multicast discovery, ring + chord overlay, full replication). The halves are cut apart with iptables DROP rules between
