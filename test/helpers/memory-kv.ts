@@ -54,11 +54,14 @@ export class MemoryKv implements KvAccess {
   put(key: Uint8Array, value: Uint8Array, options: KvPutOptions = {}): Promise<boolean> {
     return this.run('put', key, () => {
       this.check(key, value);
-      const present = this.read(key) !== undefined;
-      if (options.condition === 'if_absent' && present) return false;
-      if (options.condition === 'if_present' && !present) return false;
+      const k = keyOf(key);
+      const condition = options.condition ?? 'always';
+      if (condition !== 'always') {
+        const present = this.readKey(k) !== undefined;
+        if ((condition === 'if_absent') === present) return false;
+      }
       const ttlMs = options.ttlMs ?? 0;
-      this.entries.set(keyOf(key), { value, expiresAtMs: ttlMs > 0 ? this.now() + ttlMs : 0 });
+      this.entries.set(k, { value, expiresAtMs: ttlMs > 0 ? this.now() + ttlMs : 0 });
       return true;
     });
   }
@@ -85,7 +88,7 @@ export class MemoryKv implements KvAccess {
     return this.run('scan', after, () => {
       const from = after === undefined ? undefined : keyOf(after);
       // latin1 strings compare code unit by code unit, i.e. bytewise.
-      const live = [...this.entries.keys()].filter((k) => this.read(Buffer.from(k, 'latin1')) !== undefined).sort();
+      const live = [...this.entries.keys()].filter((k) => this.readKey(k) !== undefined).sort();
       const keys: Uint8Array[] = [];
       for (const k of live) {
         if (from !== undefined && k <= from) continue;
@@ -100,7 +103,7 @@ export class MemoryKv implements KvAccess {
 
   size(): number {
     let n = 0;
-    for (const k of this.entries.keys()) if (this.read(Buffer.from(k, 'latin1')) !== undefined) n += 1;
+    for (const k of [...this.entries.keys()]) if (this.readKey(k) !== undefined) n += 1;
     return n;
   }
 
@@ -113,10 +116,14 @@ export class MemoryKv implements KvAccess {
   }
 
   private read(key: Uint8Array): Uint8Array | undefined {
-    const e = this.entries.get(keyOf(key));
+    return this.readKey(keyOf(key));
+  }
+
+  private readKey(k: string): Uint8Array | undefined {
+    const e = this.entries.get(k);
     if (!e) return undefined;
     if (e.expiresAtMs > 0 && e.expiresAtMs <= this.now()) {
-      this.entries.delete(keyOf(key));
+      this.entries.delete(k);
       return undefined;
     }
     return e.value;

@@ -360,6 +360,18 @@ test('a cache error becomes one -ERR line in its place', async (t) => {
   assert.deepEqual(await c.call('SET', '', 'x'), err('ERR empty keys are not supported by grapevine'));
 });
 
+test('a cache that throws instead of rejecting: -ERR internal error, the connection carries on', async (t) => {
+  const kv = new MemoryKv();
+  kv.get = () => {
+    throw new TypeError('bug in the cache');
+  };
+  const server = await startRespServer({ host: '127.0.0.1', port: 0, kv, log: silent });
+  t.after(() => server.close());
+  const c = await Client.connect(t, server.port);
+  assert.deepEqual(await c.call('GET', 'a'), err('ERR internal error'));
+  assert.deepEqual(await c.call('SET', 'a', '1'), OK);
+});
+
 test('oversized keys and values: -ERR within the bulk limit, protocol error beyond it', async (t) => {
   const { server } = await serve(t, { limits: { keyBytesMax: 16, valueBytesMax: 1024 } });
   const c = await Client.connect(t, server.port);

@@ -156,22 +156,23 @@ function linger(socket: Socket): void {
   socket.once('close', () => clearTimeout(timer));
 }
 
-/** One reply in command order; `done` once its command finished. */
-class Slot {
-  reply: Reply = undefined;
-  done = false;
-  next: Slot | undefined = undefined;
-}
+/** Entries of a drained queue prefix are dropped in one splice once this many piled up. */
+const QUEUE_COMPACT_AT = 1_024;
 
 class RespConnection {
   private readonly decoder: RespDecoder;
   private readonly writer = new ReplyWriter();
   private readonly ctx: CommandContext;
   private readonly session: RespSession;
-  /** Replies not yet written, oldest first (the first one is still running). */
-  private head: Slot | undefined;
-  private tail: Slot | undefined;
-  private inflight = 0;
+  /**
+   * Replies not yet written, in command order, from `queueHead` on: values
+   * or promises of them. Only used while a promise is pending; otherwise a
+   * reply goes straight to the writer.
+   */
+  private queue: (Reply | Promise<Reply>)[] = [];
+  private queueHead = 0;
+  /** pump() is working through `queue` (it awaits the promises one by one). */
+  private pumping = false;
   /** No more commands are taken (QUIT or a protocol error); close once the replies are out. */
   private closing = false;
   private ended = false;
@@ -193,9 +194,15 @@ class RespConnection {
     socket.on('error', (err) => shared.log.debug({ err, client: id }, 'RESP connection error'));
     socket.once('close', () => {
       this.ended = true;
-      this.head = this.tail = undefined;
+      this.queue = [];
+      this.queueHead = 0;
       this.clearIdleTimer();
     });
+  }
+
+  /** Commands whose replies are not written yet. */
+  private get inflight(): number {
+    return this.queue.length - this.queueHead;
   }
 
   private onData(chunk: Buffer): void {
@@ -225,55 +232,66 @@ class RespConnection {
     this.shared.counters.commands += 1;
     const reply = executeCommand(this.ctx, args);
     if (this.session.quit) this.closing = true;
-    if (!(reply instanceof Promise)) {
-      this.push(reply);
-      return;
-    }
-    const slot = new Slot();
-    this.append(slot);
-    this.inflight += 1;
-    reply.then(
-      (value) => this.settle(slot, value),
-      (err: unknown) => this.settle(slot, errorReply(err, this.shared.log)),
-    );
+    this.push(reply);
   };
 
-  /** A reply that is ready now: straight to the writer unless earlier ones are still running. */
-  private push(reply: Reply): void {
-    if (this.head === undefined) {
+  /** A reply straight to the writer when nothing is ahead of it; else behind the others. */
+  private push(reply: Reply | Promise<Reply>): void {
+    if (!this.pumping && !(reply instanceof Promise)) {
       this.writer.reply(reply);
       return;
     }
-    const slot = new Slot();
-    slot.reply = reply;
-    slot.done = true;
-    this.append(slot);
+    this.queue.push(reply);
+    if (!this.pumping) this.pump().catch(this.onPumpFailure);
   }
 
-  private append(slot: Slot): void {
-    if (this.tail) this.tail.next = slot;
-    else this.head = slot;
-    this.tail = slot;
+  /** A bug, not the client's doing: log it and drop this connection only. */
+  private readonly onPumpFailure = (err: unknown): void => {
+    this.shared.log.error({ err, client: this.session.id }, 'RESP reply writer failed; closing the connection');
+    this.socket.destroy();
+  };
+
+  /**
+   * Writes the queued replies in order, awaiting each promise in turn. One
+   * async loop per busy connection instead of a reaction per command: the
+   * promises were all started already (pipelining), this only orders the
+   * replies. It runs synchronously up to its first await.
+   */
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    const log = this.shared.log;
+    while (this.queueHead < this.queue.length) {
+      let reply = this.queue[this.queueHead];
+      if (reply instanceof Promise) {
+        // What is written so far leaves once this turn's microtasks are done.
+        this.queueFlush();
+        try {
+          reply = await reply;
+        } catch (err) {
+          reply = errorReply(err, log);
+        }
+        if (this.ended) return;
+      }
+      this.queue[this.queueHead++] = undefined;
+      this.writer.reply(reply as Reply);
+      if (this.queueHead >= QUEUE_COMPACT_AT) {
+        this.queue.splice(0, this.queueHead);
+        this.queueHead = 0;
+      }
+    }
+    this.queue.length = 0;
+    this.queueHead = 0;
+    this.pumping = false;
+    this.queueFlush();
   }
 
-  private settle(slot: Slot, reply: Reply): void {
-    slot.reply = reply;
-    slot.done = true;
-    this.inflight -= 1;
-    if (this.ended || slot !== this.head) return;
-    let s: Slot | undefined = slot;
-    while (s !== undefined && s.done) {
-      this.writer.reply(s.reply);
-      s = s.next;
-    }
-    this.head = s;
-    if (s === undefined) this.tail = undefined;
-    // Commands that finish in the same turn (a group commit) share one write:
-    // a nextTick queued from a promise reaction runs after the microtasks drain.
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      process.nextTick(this.flushTick);
-    }
+  private queueFlush(): void {
+    // A nextTick queued from a promise reaction runs after the microtask queue
+    // drains, so replies of commands that settle in the same turn (a group
+    // commit) share one write.
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    process.nextTick(this.flushTick);
   }
 
   private readonly flushTick = (): void => {
@@ -290,7 +308,7 @@ class RespConnection {
       this.socket.destroy();
       return;
     }
-    if (this.closing && this.head === undefined) {
+    if (this.closing && !this.pumping) {
       this.ended = true;
       this.clearIdleTimer();
       this.socket.end();
