@@ -73,6 +73,10 @@ const enum Wait {
   Bytes,
 }
 
+/**
+ * Decodes a client's byte stream into commands: `write(chunk)` as bytes
+ * arrive, `onCommand(args)` per complete command, in order. Holds no socket.
+ */
 export class RespDecoder {
   /** Unconsumed bytes, oldest first; joined only when they can complete something. */
   private parts: Buffer[] = [];

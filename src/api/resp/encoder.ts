@@ -50,6 +50,10 @@ const INITIAL_BYTES = 16 * 1024;
 /** A batch buffer that grew past this is dropped after use rather than kept per connection. */
 const KEEP_BYTES_MAX = 256 * 1024;
 
+/**
+ * Encodes replies into one pending batch; flush(socket) sends the batch.
+ * One per connection (its buffer is reused from batch to batch).
+ */
 export class ReplyWriter {
   private buf = Buffer.allocUnsafe(INITIAL_BYTES);
   private len = 0;
