@@ -139,7 +139,8 @@ interface TpCell {
   readonly system: SystemName;
   readonly test: TestName;
   readonly pipeline: number;
-  readonly requests: number;
+  /** -n of each measured run, in run order. */
+  readonly requests: number[];
   readonly runs: TpRun[];
   readonly medianRps: number | null;
   readonly medianP50Ms: number | null;
@@ -212,27 +213,34 @@ async function throughputPhase(systems: readonly System[], gvClients: RespClient
     { test: 'set', pipeline: PIPELINE },
     { test: 'get', pipeline: PIPELINE },
   ];
-  // Pilots (warm-up, and the size of the measured runs); not counted.
+  // Pilots (warm-up, and the size of the first measured run); not counted. Each
+  // later run is sized from the median rate seen so far, so runs last ~TARGET_S
+  // even when the first guess was off (a busy machine).
   const pilots: TpRun[] = [];
-  const size = new Map<string, number>();
+  const rates = new Map<string, number[]>();
+  const seen = (key: string, r: TpRun): void => {
+    if (r.ok && r.rps) rates.set(key, [...(rates.get(key) ?? []), r.rps]);
+  };
+  const sizeOf = (key: string, pipeline: number): number => sizeFor(median(rates.get(key) ?? []), pipeline);
   for (const cfg of configs) {
     for (const sys of systems) {
       const n = cfg.pipeline > 1 ? 20_000 : 5_000;
       const r = await benchOnce(sys, cfg.test, cfg.pipeline, n, -1);
       pilots.push(r);
       if (!r.ok) say(`  pilot ${sys.name} ${cfg.test} -P ${cfg.pipeline}: FAILED ${r.error}`);
-      size.set(`${sys.name}/${cfg.test}/${cfg.pipeline}`, sizeFor(r.rps, cfg.pipeline));
+      seen(`${sys.name}/${cfg.test}/${cfg.pipeline}`, r);
     }
   }
-  say(`throughput: pilot runs done; requests per run: ${[...size].map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  say(`throughput: pilot runs done; first sizes: ${[...rates.keys()].map((k) => `${k} ${sizeOf(k, Number(k.split('/')[2]))}`).join(', ')}`);
   const runs: TpRun[] = [];
   for (let round = 0; round < RUNS; round++) {
     const order = systems.map((_, i) => systems[(i + round) % systems.length]!);
     for (const cfg of configs) {
       for (const sys of order) {
-        const n = size.get(`${sys.name}/${cfg.test}/${cfg.pipeline}`)!;
-        const r = await benchOnce(sys, cfg.test, cfg.pipeline, n, round);
+        const key = `${sys.name}/${cfg.test}/${cfg.pipeline}`;
+        const r = await benchOnce(sys, cfg.test, cfg.pipeline, sizeOf(key, cfg.pipeline), round);
         runs.push(r);
+        seen(key, r);
         say(`  run ${round + 1}/${RUNS} ${sys.name.padEnd(9)} ${cfg.test.toUpperCase()} -P ${String(cfg.pipeline).padEnd(2)}: ${r.ok ? fmtRate(r.rps) : `FAILED ${r.error}`} (p50 ${fmtMs(r.p50Ms, 3)}, p99 ${fmtMs(r.p99Ms, 3)}, ${r.wallS.toFixed(1)} s, ${r.cpuUsPerRequest ?? 'n/a'} CPU-µs/req, run-queue wait ${Object.values(r.waitShareBy).map((w) => (w === null ? 'n/a' : `${Math.round(w * 100)}%`)).join('/')}, load ${r.load1})`);
       }
     }
@@ -252,7 +260,7 @@ async function throughputPhase(systems: readonly System[], gvClients: RespClient
         system: sys.name,
         test: cfg.test,
         pipeline: cfg.pipeline,
-        requests: size.get(`${sys.name}/${cfg.test}/${cfg.pipeline}`)!,
+        requests: rs.map((r) => r.requests),
         runs: rs,
         // A failed run counts as 0/s (it did not deliver).
         medianRps: rs.length === 0 ? null : median(rs.map((r) => (r.ok ? r.rps! : 0))),
@@ -524,6 +532,8 @@ interface PartitionRun {
   /** Heal → every node logged every other side's member alive again (node logs). */
   readonly membershipS: number | null;
   readonly digestPolls: number;
+  /** How long the slowest node took to answer INFO, per poll during the convergence: median and max (ms). */
+  readonly infoAnswerMs: { p50: number | null; max: number | null };
   readonly keysPerNode: number[];
   readonly divergentKeys: number;
   readonly divergentExamples: string[];
@@ -611,13 +621,14 @@ async function partitionPhase(lab: Lab, nodes: LabCacheNode[], budgetEndMs: numb
           convergeS: convergeS === null ? null : round(convergeS, 3),
           membershipS: membershipS === null ? null : round(membershipS, 3),
           digestPolls: conv.polls,
+          infoAnswerMs: { p50: median(conv.pollMs), max: max(conv.pollMs) },
           keysPerNode: dumps.map((d) => d.size),
           divergentKeys: divergent,
           divergentExamples: examples,
           conflictWinners: winners,
         };
         runs.push(r);
-        say(`  converged ${fmtS(r.convergeS)} after the heal (membership back ${fmtS(r.membershipS)}); divergent keys ${divergent}; keys per node ${r.keysPerNode.join(', ')}${winners ? `; of the ${both.size} conflicting keys A won ${winners.a}, B won ${winners.b}` : ''}`);
+        say(`  converged ${fmtS(r.convergeS)} after the heal (${r.digestPolls} INFO polls, slowest answer per poll p50 ${fmtMs(r.infoAnswerMs.p50, 0)}, max ${fmtMs(r.infoAnswerMs.max, 0)}; membership back ${fmtS(r.membershipS)}); divergent keys ${divergent}; keys per node ${r.keysPerNode.join(', ')}${winners ? `; of the ${both.size} conflicting keys A won ${winners.a}, B won ${winners.b}` : ''}`);
       } finally {
         if (!healed) await cut.heal().catch(() => undefined);
       }
@@ -711,6 +722,15 @@ function rowsOf(r: Results): Row[] {
       const rd = cell('redis', t, p).medianP99Ms;
       const ra = cell('redis-aof', t, p).medianP99Ms;
       rows.push({ metric: `${t.toUpperCase()} p99 latency${p > 1 ? ` -P ${p}` : ''} (redis-benchmark), median`, ours: fmtMs(g, 3), ref: fmtMs(rd, 3), ratio: fmtX(ratioOf(g, rd)), ref2: fmtMs(ra, 3), ratio2: fmtX(ratioOf(g, ra)), goal: '' });
+    }
+  }
+  for (const p of [1, PIPELINE]) {
+    for (const t of ['set', 'get'] as const) {
+      const g = cell('grapevine', t, p).medianCpuUsPerRequest;
+      const rd = cell('redis', t, p).medianCpuUsPerRequest;
+      const ra = cell('redis-aof', t, p).medianCpuUsPerRequest;
+      const f = (x: number | null): string => (x === null ? 'n/a' : `${x.toFixed(1)} µs`);
+      rows.push({ metric: `${t.toUpperCase()} CPU per request${p > 1 ? ` -P ${p}` : ''} (grapevine: 3 nodes), median`, ours: f(g), ref: f(rd), ratio: fmtX(ratioOf(g, rd)), ref2: f(ra), ratio2: fmtX(ratioOf(g, ra)), goal: '' });
     }
   }
   const rep = r.tp.replication;
@@ -1011,7 +1031,7 @@ function markdown(m: MdInput): string {
     .map(
       (x) =>
         `- run ${x.run}: partition ${x.partitionS.toFixed(1)} s; writes side A ${x.writes[0]!.ok ? fmtRate(x.writes[0]!.rps) : `FAILED (${x.writes[0]!.error})`} (${x.writes[0]!.wallS.toFixed(1)} s), side B ${x.writes[1]!.ok ? fmtRate(x.writes[1]!.rps) : `FAILED (${x.writes[1]!.error})`} (${x.writes[1]!.wallS.toFixed(1)} s); keys written on A ${x.writtenA}, on B ${x.writtenB}, on both ${x.conflicting}` +
-        `${x.conflictWinners ? ` (A's value won ${x.conflictWinners.a}, B's ${x.conflictWinners.b})` : ''}; converged ${fmtS(x.convergeS)} after the heal (${x.digestPolls} INFO polls), membership back after ${fmtS(x.membershipS)}; keys per node ${x.keysPerNode.join(', ')}; divergent keys ${x.divergentKeys}${x.divergentExamples.length ? ` (e.g. ${x.divergentExamples.join('; ')})` : ''}`,
+        `${x.conflictWinners ? ` (A's value won ${x.conflictWinners.a}, B's ${x.conflictWinners.b})` : ''}; converged ${fmtS(x.convergeS)} after the heal (${x.digestPolls} INFO polls; the slowest node answered INFO in ${fmtMs(x.infoAnswerMs.p50, 0)} median, ${fmtMs(x.infoAnswerMs.max, 0)} at worst, which bounds the resolution), membership back after ${fmtS(x.membershipS)}; keys per node ${x.keysPerNode.join(', ')}; divergent keys ${x.divergentKeys}${x.divergentExamples.length ? ` (e.g. ${x.divergentExamples.join('; ')})` : ''}`,
     )
     .join('\n');
   const rep = r.tp.replication;
@@ -1030,7 +1050,7 @@ ${m.skipped.length > 0 ? `\nNot done: ${m.skipped.join('; ')}.\n` : ''}
 Per run (req/s, in run order): ${(['set', 'get'] as const)
     .flatMap((t) => [1, PIPELINE].map((p) => `${t.toUpperCase()}${p > 1 ? ` -P ${p}` : ''} — grapevine ${perRun('grapevine', t, p)}; redis ${perRun('redis', t, p)}; AOF ${perRun('redis-aof', t, p)}`))
     .join('. ')}.
-Requests per run (sized from a pilot run to last ~${TARGET_S} s): ${r.tp.cells.map((c) => `${c.system} ${c.test}${c.pipeline > 1 ? ` -P ${c.pipeline}` : ''} ${c.requests.toLocaleString('en-US')}`).join(', ')}.
+Requests (-n) per run, sized from the rates seen so far to last ~${TARGET_S} s, and the runs' durations: ${r.tp.cells.map((c) => `${c.system} ${c.test}${c.pipeline > 1 ? ` -P ${c.pipeline}` : ''} ${c.runs.map((x) => `${x.requests.toLocaleString('en-US')} (${x.wallS.toFixed(1)} s)`).join(', ')}`).join('; ')}.
 CPU µs per request, all of the system's processes (grapevine: nodes 1–3 — node 1 answers, 2 and 3 apply the replicated SETs): ${[1, PIPELINE].flatMap((p) => (['set', 'get'] as const).map((t) => cpuLine(t, p))).join('; ')}.
 Run-queue wait (the main thread runnable but without a CPU, share of the run, median — CPU starvation by everything else on the machine, our own processes included): ${[1, PIPELINE].flatMap((p) => (['set', 'get'] as const).map((t) => waitLine(t, p))).join('; ')}.
 Replication during the runs: nodes 2 and 3 ${rep.sameDigest ? `held node 1's digest ${rep.catchUpMs} ms after the last run` : '**did not** hold node 1\'s digest within 60 s'} (digests ${rep.digests.join(', ')}; keys ${rep.keysHeld.join(', ')}).
@@ -1054,8 +1074,8 @@ How it was measured:
   All three systems ran side by side (idle when not under test); each was prefilled with the ${KEYSPACE.toLocaleString('en-US')} keys
   \`key:000000000000\`… (value \`xxx\`, as redis-benchmark's) by MSET, so every GET hits and every SET overwrites.
 - **Throughput.** \`${['redis-benchmark', '-p PORT', `-c ${CLIENTS}`, '-n N', `-r ${KEYSPACE}`, '[-P 16]', '--csv', '-t set|get'].join(' ')}\`: SET and GET as
-  separate invocations, so each gets its own N (sized from a pilot run per system, test and pipelining, not counted, to last
-  ~${TARGET_S} s). ${RUNS} rounds; in each, every test and pipelining setting ran against the three systems in turn (the order
+  separate invocations, so each gets its own N (sized to last ~${TARGET_S} s from the median rate of a pilot run per system, test
+  and pipelining — not counted — and of the runs before it). ${RUNS} rounds; in each, every test and pipelining setting ran against the three systems in turn (the order
   rotating from round to round). The figure is redis-benchmark's requests/s; medians over the rounds; a failed run counts as 0.
   CPU = utime + stime from /proc of the system's processes over the run (a guest's CPU time also grows when the VM host is busy).
 - **Lag.** ${LAG_RUNS} runs per system and condition, grapevine and redis alternating; per run ${LAG_SAMPLES} sequential SETs of fresh keys at node 1 (${LAG_WARMUP} warm-up samples dropped), each after the previous one was

@@ -142,21 +142,25 @@ export async function cacheInfo(c: RespClient): Promise<CacheInfo> {
 /**
  * Polls INFO of every client every intervalMs until all digests are equal
  * (and nothing is pending); resolves with the ms that took (from the call),
- * or null after timeoutMs, with the last infos either way.
+ * or null after timeoutMs, with the last infos either way, and how long each
+ * round of INFO took to be answered by the slowest node (a node busy with a
+ * long synchronous step answers late: this bounds the figure's resolution).
  */
-export async function waitSameDigest(clients: readonly RespClient[], timeoutMs: number, intervalMs = 50): Promise<{ ms: number | null; infos: CacheInfo[]; polls: number }> {
+export async function waitSameDigest(clients: readonly RespClient[], timeoutMs: number, intervalMs = 50): Promise<{ ms: number | null; infos: CacheInfo[]; polls: number; pollMs: number[] }> {
   const t0 = performance.now();
   let infos: CacheInfo[] = [];
-  let polls = 0;
+  const pollMs: number[] = [];
   for (;;) {
-    polls += 1;
+    const p0 = performance.now();
     try {
       infos = await Promise.all(clients.map((c) => cacheInfo(c)));
-      if (infos.every((x) => x.digest === infos[0]!.digest && x.pending === 0)) return { ms: performance.now() - t0, infos, polls };
+      pollMs.push(Math.round((performance.now() - p0) * 10) / 10);
+      if (infos.every((x) => x.digest === infos[0]!.digest && x.pending === 0)) return { ms: performance.now() - t0, infos, polls: pollMs.length, pollMs };
     } catch {
       // a node not answering yet counts as "not the same"
+      pollMs.push(Math.round((performance.now() - p0) * 10) / 10);
     }
-    if (performance.now() - t0 > timeoutMs) return { ms: null, infos, polls };
+    if (performance.now() - t0 > timeoutMs) return { ms: null, infos, polls: pollMs.length, pollMs };
     await sleep(intervalMs);
   }
 }
