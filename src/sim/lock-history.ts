@@ -74,6 +74,8 @@ export class LockHistory implements LockRecorder {
   readonly grants = new Map<string, LockGrantRecord[]>();
   private readonly byAttempt = new Map<string, LockOp>();
   readonly log: string[] = [];
+  /** The overtakes found by check() (judged or only counted), described. */
+  readonly overtakes: string[] = [];
   /** Told when an acquire is answered (acquired or not). */
   onAnswer: ((op: LockOp) => void) | undefined;
 
@@ -218,9 +220,9 @@ export class LockHistory implements LockRecorder {
         const better = compareContenders({ holder: w.node, attempt: w.attempt, priority: w.priority }, { holder: l.node, attempt: l.attempt, priority: l.priority }) < 0;
         if (!better) continue;
         stats.overtakes += 1;
-        if (options.strictFairness) {
-          violations.push({ check: 'fairness', key, detail: `op${l.id} (${l.node}, priority ${l.priority}) won at ${wonAt.toFixed(1)} while op${w.id} (${w.node}, priority ${w.priority}, waiting since ${w.startMs.toFixed(1)}) waited` });
-        }
+        const detail = `op${l.id} (${l.node}, priority ${l.priority}) won at ${wonAt.toFixed(1)} while op${w.id} (${w.node}, priority ${w.priority}, waiting since ${w.startMs.toFixed(1)}) waited`;
+        this.overtakes.push(`[${key}] ${detail}`);
+        if (options.strictFairness) violations.push({ check: 'fairness', key, detail });
       }
     }
   }

@@ -40,6 +40,8 @@ export interface LockScenarioResult {
   readonly eventsRun: number;
   readonly simulatedMs: number;
   readonly trace: readonly string[];
+  /** Contenders served before a better one that had waited long enough (allowed only under faults). */
+  readonly overtakes: readonly string[];
   readonly fingerprint: string;
 }
 
@@ -221,6 +223,6 @@ export function runLockScenario(seed: number, options: LockScenarioOptions = {})
   })))).toString('hex');
   return {
     seed, nodeCount, calm, knobs: net.knobs, violations, stats, counts, network: net.stats,
-    eventsRun: sched.executedCount, simulatedMs: cluster.nowMs, trace: history.log, fingerprint,
+    eventsRun: sched.executedCount, simulatedMs: cluster.nowMs, trace: history.log, overtakes: history.overtakes, fingerprint,
   };
 }

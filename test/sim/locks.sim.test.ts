@@ -45,6 +45,25 @@ describe(`locks under random faults (${seeds.length} seed${seeds.length === 1 ? 
     const seed = seeds[0] ?? 1;
     assert.equal(runLockScenario(seed).fingerprint, runLockScenario(seed).fingerprint);
   });
+
+  if (only === undefined && seeds.length >= 100) {
+    test('the seeds cover what the design asks for: sizes, calm runs, every fault, split votes, contention', () => {
+      const sum = (f: (r: LockScenarioResult) => number): number => results.reduce((n, r) => n + f(r), 0);
+      assert.equal(results.length, seeds.length, 'every seed ran');
+      const sizes = results.map((r) => r.nodeCount);
+      assert.ok(Math.min(...sizes) === 3 && Math.max(...sizes) >= 24, `node counts ${Math.min(...sizes)}-${Math.max(...sizes)}`);
+      assert.ok(results.filter((r) => r.nodeCount >= 16).length >= seeds.length / 20, 'clusters of 16-32 nodes');
+      assert.ok(results.filter((r) => r.calm).length >= seeds.length / 5, 'calm runs (strict fairness)');
+      for (const k of ['partitions', 'crashes', 'holderCrashes', 'restarts', 'leftDown', 'wallSteps', 'splitRounds', 'yields', 'restoredLeases', 'strayGrants'] as const) {
+        assert.ok(sum((r) => r.counts[k]) >= seeds.length / 10, `${k}: ${sum((r) => r.counts[k])}`);
+      }
+      for (const k of ['acquired', 'timedOut', 'busy', 'released', 'expired', 'holderCrashes', 'crashedWhileWaiting'] as const) {
+        assert.ok(sum((r) => r.stats[k]) >= seeds.length / 10, `${k}: ${sum((r) => r.stats[k])}`);
+      }
+      assert.ok(sum((r) => r.stats.fairnessPairs) >= seeds.length * 5, 'contenders waiting behind each other');
+      assert.ok(sum((r) => r.network.dropped.loss) > 0 && sum((r) => r.network.duplicated) > 0, 'loss and duplication');
+    });
+  }
 });
 
 /**
@@ -113,5 +132,6 @@ after(() => {
     `${sum((r) => r.counts.partitions)} partitions, ${sum((r) => r.counts.crashes)} crashes, ${sum((r) => r.counts.splitRounds)} split rounds, ${sum((r) => r.counts.yields)} yields, ` +
     `${sum((r) => r.eventsRun)} events`,
   );
+  const overtakes = results.flatMap((r) => r.overtakes.map((o) => `seed ${r.seed}: ${o}`));
+  if (overtakes.length > 0) console.log(`overtakes under faults (a better contender cut off by loss, a partition or a crash), first ${Math.min(5, overtakes.length)}:\n  ${overtakes.slice(0, 5).join('\n  ')}`);
 });
-void only;
