@@ -80,6 +80,9 @@ interface PendingWrite {
 }
 
 const PURGE_INTERVAL_MS = 60_000;
+/** The store's log is cleaned in steps of a few ms this often, at most CLEAN_BUDGET_MS per wake-up. */
+const CLEAN_INTERVAL_MS = 100;
+const CLEAN_BUDGET_MS = 10;
 /** The `from` of changes that came over a request connection rather than an overlay link. */
 const RPC_PEER = '';
 const PURGE_BATCH_MAX = 100_000;
@@ -97,6 +100,7 @@ export class KvService implements Service, KvAccess {
   private flushScheduled = false;
   private syncTimer: NodeJS.Timeout | undefined;
   private purgeTimer: NodeJS.Timeout | undefined;
+  private cleanTimer: NodeJS.Timeout | undefined;
   private readonly syncing = new Set<string>();
   private readonly offences: RateLimitedLog;
   /** Wall ms of the oldest change committed but not yet handed to every neighbour's socket. */
@@ -134,12 +138,14 @@ export class KvService implements Service, KvAccess {
     }
     this.syncTimer = setInterval(() => this.syncAll(), this.partition ? this.options.partitionSyncIntervalMs : this.options.idleSyncIntervalMs);
     this.purgeTimer = setInterval(() => this.purge(), PURGE_INTERVAL_MS);
+    this.cleanTimer = setInterval(() => this.cleanLog(), CLEAN_INTERVAL_MS);
     this.syncAll();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.syncTimer);
     clearInterval(this.purgeTimer);
+    clearInterval(this.cleanTimer);
     this.flush();
     this.store?.close();
     this.store = undefined;
@@ -643,6 +649,18 @@ export class KvService implements Service, KvAccess {
     const own = this.oldestPendingMs();
     if (own > 0 && own < ms) ms = own;
     return hlcOf(Math.max(0, ms));
+  }
+
+  /** Drops the log's garbage rows in short steps, so no step stalls the event loop for long. */
+  private cleanLog(): void {
+    const store = this.store;
+    if (!store) return;
+    const start = performance.now();
+    try {
+      while (store.needsCleaning() && performance.now() - start < CLEAN_BUDGET_MS) store.clean();
+    } catch (err) {
+      this.options.log.error({ err: (err as Error).message }, 'cache log cleaning failed');
+    }
   }
 
   private purge(): void {

@@ -306,7 +306,8 @@ test('cache on 5 nodes with a static ring: kv put/get/list/del/--ttl, concurrent
     // Its own SQLite file holds every acknowledged write (nothing but the disk survived the kill).
     const db = new Database(join(c.dir, 'data-5', 'cache.db'), { readonly: true, fileMustExist: true });
     try {
-      const row = db.prepare('SELECT value, node FROM kv WHERE key = ?');
+      // The store is a log: a key's current version is its last row.
+      const row = db.prepare('SELECT value, node FROM log WHERE key = ? ORDER BY seq DESC LIMIT 1');
       for (const [k, v] of durable) {
         const got = row.get(Buffer.from(k)) as { value: Buffer | null; node: string } | undefined;
         assert.ok(got?.value, `${k} is in node 5's cache.db after kill -9`);
