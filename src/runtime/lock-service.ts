@@ -3,6 +3,7 @@ import type { AcquirerConfig, AcquirerOutput, LockSend } from '../core/locks/acq
 import { LockError } from '../core/locks/errors.js';
 import { LockGrantor, GRANTOR_DEFAULTS } from '../core/locks/grantor.js';
 import type { GrantorConfig, GrantorOutput } from '../core/locks/grantor.js';
+import { keyProblem, TOKEN_MAX } from '../core/locks/types.js';
 import type { LockVote } from '../core/locks/types.js';
 import { LockStore } from '../store/lock-store.js';
 import type { LockStoreOptions } from '../store/lock-store.js';
@@ -137,13 +138,45 @@ export class LockService implements Service {
     return result;
   }
 
-  /** Releases a lock this node acquired; true if it held `key` with `token` and the lease had not ended. */
+  /**
+   * Releases the lock `key` held with `token`. True if it was held with that
+   * token and its lease had not ended. A lock acquired through this node is
+   * released by its attempt; one acquired through another node is released
+   * by token at every grantor (true when a majority of the quorum set had
+   * that lease and ended it).
+   */
   async release(key: string, token: bigint): Promise<boolean> {
     const r = this.running;
     if (!r) throw new LockError('stopped', 'the lock service is not running');
-    const { released, output } = r.acquirer.release(key, token, this.mono());
-    this.applyAcquirer(r, output);
-    return released;
+    if (token < 1n || token > TOKEN_MAX) return false;
+    const local = r.acquirer.release(key, token, this.mono());
+    this.applyAcquirer(r, local.output);
+    return local.held ? local.released : this.releaseByToken(r, key, token);
+  }
+
+  private async releaseByToken(r: Running, key: string, token: bigint): Promise<boolean> {
+    const kp = keyProblem(key, r.acquirer.config.limits);
+    if (kp) throw new LockError('bad_key', kp);
+    const quorum = [...new Set(this.options.quorum())];
+    const msg = { key, holder: '', attempt: 0n, token };
+    const answers = await Promise.all(quorum.map(async (peer): Promise<boolean> => {
+      if (peer === this.options.selfId) {
+        if (this.running !== r) return false;
+        const out = r.grantor.release(msg, this.mono(), this.wall());
+        if (!this.persist(r, out)) return false;
+        this.sendLater(r, out);
+        this.rearm(r);
+        return out.released;
+      }
+      try {
+        const conn = await this.options.connect(peer);
+        const answer = await conn.request({ body: releaseBody(msg) }, this.options.requestTimeoutMs ?? r.acquirer.config.retryMs * 2);
+        return answer.body.case === 'lockReleased' && answer.body.value.released;
+      } catch {
+        return false;
+      }
+    }));
+    return answers.filter(Boolean).length >= Math.floor(quorum.length / 2) + 1;
   }
 
   /**
@@ -166,7 +199,7 @@ export class LockService implements Service {
     } else {
       const out = r.grantor.release(releaseFromWire(body.value), this.mono(), this.wall());
       if (!this.persist(r, out)) return true;
-      conn.reply(env, { body: { case: 'lockReleased', value: {} } });
+      conn.reply(env, { body: { case: 'lockReleased', value: { released: out.released } } });
       this.sendLater(r, out);
     }
     this.rearm(r);

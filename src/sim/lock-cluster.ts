@@ -163,6 +163,12 @@ export class SimLockNode {
     return released;
   }
 
+  /** A client releases through this node a lock it got through another: by token, at every grantor. */
+  releaseByToken(key: string, token: bigint): void {
+    if (!this.up) return;
+    for (const to of this.cluster.quorum) this.cluster.send(this.id, to, { kind: 'release', release: { key, holder: '', attempt: 0n, token } });
+  }
+
   private tick(): void {
     this.timer = undefined;
     if (!this.up) return;

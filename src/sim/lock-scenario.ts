@@ -26,6 +26,7 @@ export interface LockScenarioCounts {
   yields: number;
   restoredLeases: number;
   strayGrants: number;
+  releasesElsewhere: number;
 }
 
 export interface LockScenarioResult {
@@ -85,7 +86,7 @@ export function runLockScenario(seed: number, options: LockScenarioOptions = {})
   const sched = cluster.scheduler;
   const net = cluster.network;
   const majority = Math.floor(nodeCount / 2) + 1;
-  const counts: LockScenarioCounts = { partitions: 0, crashes: 0, holderCrashes: 0, restarts: 0, leftDown: 0, wallSteps: 0, splitRounds: 0, yields: 0, restoredLeases: 0, strayGrants: 0 };
+  const counts: LockScenarioCounts = { partitions: 0, crashes: 0, holderCrashes: 0, restarts: 0, leftDown: 0, wallSteps: 0, splitRounds: 0, yields: 0, restoredLeases: 0, strayGrants: 0, releasesElsewhere: 0 };
   const trace = (line: string): void => history.trace(cluster.nowMs, line);
   trace(`${nodeCount} nodes${calm ? ' (calm)' : ''}, ${keyCount} keys, ${opCount} acquires over ${activeMs} ms, network ${JSON.stringify(net.knobs)}`);
   trace(`clocks: ${cluster.nodes.map((n) => `${n.id} rate ${(n.clock.rateError * 100).toFixed(3)}% wall ${(n.clock.wall(0) - 1_700_000_000_000).toFixed(0)}`).join(', ')}`);
@@ -129,11 +130,21 @@ export function runLockScenario(seed: number, options: LockScenarioOptions = {})
     if (op.outcome !== 'acquired' || op.probe) return;
     const roll = rng.float();
     const holdMs = rng.int(0, Math.max(1, Math.floor(op.ttlMs * 0.9)));
-    if (roll < 0.7) {
+    if (roll < 0.55) {
       sched.after(holdMs, () => {
         if (op.endWhy !== 'valid-until') return;
         const n = cluster.node(op.node);
         if (n.release(op.key, op.token!)) history.released(op, cluster.nowMs);
+      });
+    } else if (roll < 0.7) {
+      // Released through another node (by token): the client stops using the lock when it asks.
+      sched.after(holdMs, () => {
+        if (op.endWhy !== 'valid-until') return;
+        const up = cluster.nodes.filter((n) => n.up && n.id !== op.node);
+        if (up.length === 0) return;
+        counts.releasesElsewhere += 1;
+        history.released(op, cluster.nowMs);
+        rng.pick(up).releaseByToken(op.key, op.token!);
       });
     } else if (roll < 0.85 || !faultsOn()) {
       // Never released: the lease runs out.

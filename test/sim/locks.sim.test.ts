@@ -54,7 +54,7 @@ describe(`locks under random faults (${seeds.length} seed${seeds.length === 1 ? 
       assert.ok(Math.min(...sizes) === 3 && Math.max(...sizes) >= 24, `node counts ${Math.min(...sizes)}-${Math.max(...sizes)}`);
       assert.ok(results.filter((r) => r.nodeCount >= 16).length >= seeds.length / 20, 'clusters of 16-32 nodes');
       assert.ok(results.filter((r) => r.calm).length >= seeds.length / 5, 'calm runs (strict fairness)');
-      for (const k of ['partitions', 'crashes', 'holderCrashes', 'restarts', 'leftDown', 'wallSteps', 'splitRounds', 'yields', 'restoredLeases', 'strayGrants'] as const) {
+      for (const k of ['partitions', 'crashes', 'holderCrashes', 'restarts', 'leftDown', 'wallSteps', 'splitRounds', 'yields', 'restoredLeases', 'strayGrants', 'releasesElsewhere'] as const) {
         assert.ok(sum((r) => r.counts[k]) >= seeds.length / 10, `${k}: ${sum((r) => r.counts[k])}`);
       }
       for (const k of ['acquired', 'timedOut', 'busy', 'released', 'expired', 'holderCrashes', 'crashedWhileWaiting'] as const) {

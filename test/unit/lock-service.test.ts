@@ -140,6 +140,17 @@ describe('LockService over TCP (3 nodes)', () => {
     for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `token ${tokens[i]} after ${tokens[i - 1]}`);
   });
 
+  test('a lock acquired through one node can be released through another', async () => {
+    const c = await cluster('elsewhere');
+    const held = await c.service('n1').acquire('k', 10_000, 1_000);
+    assert.equal(held.acquired, true);
+    assert.equal(await c.service('n2').release('k', held.token + 1n), false, 'not with another token');
+    assert.equal(await c.service('n2').release('k', held.token), true);
+    const next = await c.service('n3').acquire('k', 1_000, 0);
+    assert.equal(next.acquired, true, 'free at once, not after the 10 s lease');
+    assert.ok(next.token > held.token);
+  });
+
   test('a lock whose holder died expires after its ttl; the next token is higher', async () => {
     const c = await cluster('expiry');
     const first = await c.service('n1').acquire('k', 800, 1_000);

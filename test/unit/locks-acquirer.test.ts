@@ -134,8 +134,8 @@ describe('acquirer: held', () => {
   test('release with another token or key: false, nothing changes', () => {
     const { acq, attempt } = held();
     const before = acq.view(attempt);
-    assert.deepEqual(acq.release('k', 2n, 2_000), { released: false, output: { sends: [], events: [] } });
-    assert.deepEqual(acq.release('j', 1n, 2_000), { released: false, output: { sends: [], events: [] } });
+    assert.deepEqual(acq.release('k', 2n, 2_000), { released: false, held: false, output: { sends: [], events: [] } });
+    assert.deepEqual(acq.release('j', 1n, 2_000), { released: false, held: false, output: { sends: [], events: [] } });
     assert.deepEqual(acq.view(attempt), before);
   });
 

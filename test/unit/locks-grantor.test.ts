@@ -142,6 +142,7 @@ describe('grantor: G5 the lease ends and the best waiting contender gets the key
     g.propose(p('h4', 6n), 'r4', 1, WALL);
     g.propose(p('h2', 7n), 'r2', 2, WALL);
     const out = g.release({ key: 'k', holder: 'h9', attempt: 1n, token: 5n }, 3, WALL);
+    assert.equal(out.released, true);
     assert.deepEqual(out.later, [{ holder: 'h2', replyTo: 'r2', vote: { key: 'k', attempt: 1n, token: 7n, granted: true, queued: false, maxToken: 7n } }]);
     assert.equal(out.persist[0]!.lease!.holder, 'h2');
     assert.deepEqual(g.view('k')!.queue.map((w) => w.holder), ['h4']);
@@ -176,7 +177,7 @@ describe('grantor: G6 release', () => {
     g.propose(p('h1', 5n), 'r1', 0, WALL);
     const before = g.view('k');
     const out = g.release({ key: 'k', holder: 'h1', attempt: 1n, token: 4n }, 1, WALL);
-    assert.deepEqual(out, { persist: [], later: [] });
+    assert.deepEqual(out, { persist: [], later: [], released: false });
     assert.deepEqual(g.view('k'), before);
   });
 
@@ -184,8 +185,8 @@ describe('grantor: G6 release', () => {
     const { g } = setup();
     g.propose(p('h1', 5n), 'r1', 0, WALL);
     const before = g.view('k');
-    assert.deepEqual(g.release({ key: 'k', holder: 'h2', attempt: 1n, token: 5n }, 1, WALL), { persist: [], later: [] });
-    assert.deepEqual(g.release({ key: 'k', holder: 'h1', attempt: 2n, token: 5n }, 1, WALL), { persist: [], later: [] });
+    assert.deepEqual(g.release({ key: 'k', holder: 'h2', attempt: 1n, token: 5n }, 1, WALL), { persist: [], later: [], released: false });
+    assert.deepEqual(g.release({ key: 'k', holder: 'h1', attempt: 2n, token: 5n }, 1, WALL), { persist: [], later: [], released: false });
     assert.deepEqual(g.view('k'), before);
   });
 
@@ -193,12 +194,30 @@ describe('grantor: G6 release', () => {
     const { g } = setup();
     g.propose(p('h1', 5n), 'r1', 0, WALL);
     g.propose(p('h3', 9n), 'r3', 0, WALL);
-    assert.deepEqual(g.release({ key: 'k', holder: 'h3', attempt: 1n, token: 8n }, 1, WALL), { persist: [], later: [] });
+    assert.deepEqual(g.release({ key: 'k', holder: 'h3', attempt: 1n, token: 8n }, 1, WALL), { persist: [], later: [], released: false });
     assert.equal(g.view('k')!.queue.length, 1);
     g.release({ key: 'k', holder: 'h3', attempt: 1n, token: 9n }, 1, WALL);
     assert.equal(g.view('k')!.queue.length, 0);
     const out = g.release({ key: 'k', holder: 'h1', attempt: 1n, token: 5n }, 2, WALL);
     assert.deepEqual(out.persist, [{ key: 'k', maxToken: 5n, lease: undefined }]);
+  });
+});
+
+describe('grantor: G6 release by token (no holder)', () => {
+  test('ends the lease with exactly that token, whoever holds it, and says so', () => {
+    const { g } = setup();
+    g.propose(p('h1', 5n), 'r1', 0, WALL);
+    g.propose(p('h2', 6n), 'r2', 0, WALL);
+    const before = g.view('k');
+    for (const token of [4n, 6n]) {
+      const out = g.release({ key: 'k', holder: '', attempt: 0n, token }, 1, WALL);
+      assert.equal(out.released, false);
+      assert.deepEqual(g.view('k'), before, `token ${token} changes nothing`);
+    }
+    const out = g.release({ key: 'k', holder: '', attempt: 0n, token: 5n }, 2, WALL);
+    assert.equal(out.released, true);
+    assert.equal(out.later[0]!.vote.granted, true, 'the waiting contender gets the key');
+    assert.equal(g.view('k')!.lease!.holder, 'h2');
   });
 });
 

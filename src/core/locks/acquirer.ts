@@ -231,17 +231,21 @@ export class LockAcquirer {
     return out;
   }
 
-  /** The client gives the lock back. True if this node held it with that token and its lease had not ended. */
-  release(key: string, token: bigint, nowMs: number): { released: boolean; output: AcquirerOutput } {
+  /**
+   * The client gives the lock back. `held`: this node holds `key` with
+   * `token` (and now lets go of it everywhere); `released`: held, and its
+   * lease had not ended.
+   */
+  release(key: string, token: bigint, nowMs: number): { released: boolean; held: boolean; output: AcquirerOutput } {
     const out = emptyOutput();
     for (const a of this.attempts.values()) {
       if (a.key !== key || a.phase !== 'held' || a.token !== token) continue;
       const valid = nowMs < a.validUntilMs;
       this.finish(a, nowMs, out);
       this.stats.released += 1;
-      return { released: valid, output: out };
+      return { released: valid, held: true, output: out };
     }
-    return { released: false, output: out };
+    return { released: false, held: false, output: out };
   }
 
   /** Gives up an attempt still waiting (its client went away); no event for it. */

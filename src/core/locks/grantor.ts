@@ -32,6 +32,7 @@ import { WakeHeap } from './wake-heap.js';
  *   G6 a release (holder, attempt, token) ends that contender's lease if the
  *      lease's token <= token, and its queue entry likewise. The token guard
  *      makes a delayed release harmless to a later round of the same attempt.
+ *      A release with no holder ends the lease whose token is exactly token.
  *   G7 a queued entry not proposed again for queueHoldMs is dropped (its
  *      acquirer re-sends every retryMs while it waits, so only the dead go).
  *
@@ -77,6 +78,10 @@ export interface GrantorOutput<R> {
   /** Write these (in one transaction) before sending anything of this output. */
   readonly persist: LockRecord[];
   readonly later: LaterVote<R>[];
+}
+
+export interface ReleaseOutput<R> extends GrantorOutput<R> {
+  readonly released: boolean;
 }
 
 export interface ProposeOutput<R> extends GrantorOutput<R> {
@@ -167,24 +172,34 @@ export class LockGrantor<R> {
     return done(out, reply);
   }
 
-  release(r: LockReleaseMsg, nowMs: number, wallMs: number): GrantorOutput<R> {
+  /** G6; `released`: a lease matching the release ended (the answer LockReleased carries it). */
+  release(r: LockReleaseMsg, nowMs: number, wallMs: number): ReleaseOutput<R> {
     const out: Out<R> = { persist: new Map(), later: [] };
-    if (keyProblem(r.key, this.config.limits) !== undefined) return done(out);
+    if (keyProblem(r.key, this.config.limits) !== undefined) return { ...done(out), released: false };
     const st = this.stateOf(r.key, nowMs, wallMs);
-    if (!st) return done(out);
+    if (!st) return { ...done(out), released: false };
     this.settle(st, nowMs, out);
-    const id = contenderId(r.holder, r.attempt);
     const lease = st.lease;
-    if (lease && contenderId(lease.holder, lease.attempt) === id && lease.token <= r.token) {
+    let released = false;
+    if (r.holder === '') {
+      // By token alone (a client releasing through another node): only the lease with exactly this
+      // token. A grantor grants a token to one contender at most, so this is the lock of that token
+      // or a grant of it that can never become a majority.
+      if (lease && lease.token === r.token) released = true;
+    } else {
+      const id = contenderId(r.holder, r.attempt);
+      if (lease && contenderId(lease.holder, lease.attempt) === id && lease.token <= r.token) released = true;
+      const i = st.queue.findIndex((w) => contenderId(w.holder, w.attempt) === id);
+      if (i >= 0 && st.queue[i]!.token <= r.token) st.queue.splice(i, 1);
+    }
+    if (released) {
       st.lease = undefined;
       this.stats.released += 1;
       this.persist(st, out);
     }
-    const i = st.queue.findIndex((w) => contenderId(w.holder, w.attempt) === id);
-    if (i >= 0 && st.queue[i]!.token <= r.token) st.queue.splice(i, 1);
     this.promote(st, nowMs, wallMs, out, undefined);
     this.schedule(st);
-    return done(out);
+    return { ...done(out), released };
   }
 
   /** Expires leases and queue entries that are due; call at nextWakeMs(). */
