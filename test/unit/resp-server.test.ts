@@ -313,6 +313,18 @@ test('QUIT replies +OK, closes, and runs nothing after it', async (t) => {
   assert.equal(kv.entries.has('after'), false);
 });
 
+test('a client that half-closes after its commands still gets every reply, then the close', async (t) => {
+  const held = gate();
+  const { server } = await serve(t, { hold: (op) => (op === 'put' ? held.promise : undefined) });
+  const c = await Client.connect(t, server.port);
+  c.socket.end(Buffer.concat([encode(['SET', 'a', '1']), encode(['GET', 'a'])])); // like `printf ... | nc -q1`
+  await sleep(50);
+  held.open();
+  assert.deepEqual(await c.reply(), OK);
+  assert.deepEqual(await c.reply(), '1');
+  await c.closed;
+});
+
 test('pipelined replies keep command order when the cache settles out of order', async (t) => {
   const slow = gate();
   const { server, kv } = await serve(t, { recordCalls: true, hold: (op, key) => (op === 'put' && key && Buffer.from(key).toString() === 'slow' ? slow.promise : undefined) });

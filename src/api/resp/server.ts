@@ -103,7 +103,10 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
   };
   let nextId = 1;
 
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  // allowHalfOpen: a client that sends its commands and then ends its side
+  // (`printf ... | nc`) still gets the replies the cache has not produced
+  // yet; the connection ends itself once they are out.
+  const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     if (counters.connections >= connectionsMax) {
@@ -146,6 +149,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
 function refuse(socket: Socket): void {
   socket.on('error', () => {});
   socket.on('data', () => {});
+  socket.once('end', () => socket.end());
   socket.end(REFUSED);
   linger(socket);
 }
@@ -192,6 +196,11 @@ class RespConnection {
     // 'drain': the socket's write buffer emptied (Node docs, net.Socket) - read again if that was why we stopped.
     socket.on('drain', () => this.updateReading());
     socket.on('error', (err) => shared.log.debug({ err, client: id }, 'RESP connection error'));
+    // 'end': the client will send nothing more (Node docs, net.Socket); answer what it sent, then end.
+    socket.once('end', () => {
+      this.closing = true;
+      this.flush();
+    });
     socket.once('close', () => {
       this.ended = true;
       this.queue = [];
