@@ -531,6 +531,12 @@ interface PartitionRun {
   readonly convergeS: number | null;
   /** Heal → every node logged every other side's member alive again (node logs). */
   readonly membershipS: number | null;
+  /** Event-loop stalls the nodes logged (> 2 beacon intervals): while the sides were apart, and from the heal until converged. */
+  readonly stallsApart: { count: number; maxMs: number | null };
+  readonly stallsAfterHeal: { count: number; maxMs: number | null };
+  /** 'member suspect' / 'member dead' lines from the heal until converged (nobody was down). */
+  readonly suspectsAfterHeal: number;
+  readonly deadsAfterHeal: number;
   readonly digestPolls: number;
   /** How long the slowest node took to answer INFO, per poll during the convergence: median and max (ms). */
   readonly infoAnswerMs: { p50: number | null; max: number | null };
@@ -558,6 +564,7 @@ async function partitionPhase(lab: Lab, nodes: LabCacheNode[], budgetEndMs: numb
       say(`partition run ${run}/${PART_RUNS}: cutting hosts ${sideA.join(',')} | ${sideB.join(',')} apart; ${PART_WRITES} SETs -P ${PIPELINE} on hosts ${sideA[0]} and ${sideB[0]}`);
       const cut = await partition(lab, sideA, sideB);
       const cutAt = performance.now();
+      const cutWall = Date.now();
       let healed = false;
       try {
         const valueA = `A${run}-${process.pid}`;
@@ -598,6 +605,12 @@ async function partitionPhase(lab: Lab, nodes: LabCacheNode[], budgetEndMs: numb
         const conv = await waitSameDigest(clients, PART_CONVERGE_TIMEOUT_S * 1000, 50);
         const convergeS = conv.ms === null ? null : conv.ms / 1000;
         const membershipS = membershipBack(nodes, sideA, sideB, healWall);
+        const convergedWall = Date.now();
+        const stalls = (from: number, to: number): { count: number; maxMs: number | null } => {
+          const xs = nodes.flatMap((n) => n.gv.records.filter((x) => x.stalledMs !== undefined && x.time >= from && x.time <= to).map((x) => x.stalledMs!));
+          return { count: xs.length, maxMs: max(xs) };
+        };
+        const countMsg = (msg: string): number => nodes.reduce((a, n) => a + n.gv.between(msg, healWall, convergedWall).length, 0);
         // Every node's contents, compared.
         const dumps = await Promise.all(clients.map((c) => dumpAll(c)));
         const { divergent, examples } = compareDumps(dumps, nodes.map((n) => n.id));
@@ -620,6 +633,10 @@ async function partitionPhase(lab: Lab, nodes: LabCacheNode[], budgetEndMs: numb
           conflicting: both.size,
           convergeS: convergeS === null ? null : round(convergeS, 3),
           membershipS: membershipS === null ? null : round(membershipS, 3),
+          stallsApart: stalls(cutWall, healWall),
+          stallsAfterHeal: stalls(healWall, convergedWall),
+          suspectsAfterHeal: countMsg('member suspect'),
+          deadsAfterHeal: countMsg('member dead'),
           digestPolls: conv.polls,
           infoAnswerMs: { p50: median(conv.pollMs), max: max(conv.pollMs) },
           keysPerNode: dumps.map((d) => d.size),
@@ -628,7 +645,7 @@ async function partitionPhase(lab: Lab, nodes: LabCacheNode[], budgetEndMs: numb
           conflictWinners: winners,
         };
         runs.push(r);
-        say(`  converged ${fmtS(r.convergeS)} after the heal (${r.digestPolls} INFO polls, slowest answer per poll p50 ${fmtMs(r.infoAnswerMs.p50, 0)}, max ${fmtMs(r.infoAnswerMs.max, 0)}; membership back ${fmtS(r.membershipS)}); divergent keys ${divergent}; keys per node ${r.keysPerNode.join(', ')}${winners ? `; of the ${both.size} conflicting keys A won ${winners.a}, B won ${winners.b}` : ''}`);
+        say(`  converged ${fmtS(r.convergeS)} after the heal (${r.digestPolls} INFO polls, slowest answer per poll p50 ${fmtMs(r.infoAnswerMs.p50, 0)}, max ${fmtMs(r.infoAnswerMs.max, 0)}; event-loop stalls logged after the heal ${r.stallsAfterHeal.count}, max ${fmtMs(r.stallsAfterHeal.maxMs, 0)}; suspect/dead lines ${r.suspectsAfterHeal}/${r.deadsAfterHeal}; membership back ${fmtS(r.membershipS)}); divergent keys ${divergent}; keys per node ${r.keysPerNode.join(', ')}${winners ? `; of the ${both.size} conflicting keys A won ${winners.a}, B won ${winners.b}` : ''}`);
       } finally {
         if (!healed) await cut.heal().catch(() => undefined);
       }
@@ -1031,7 +1048,7 @@ function markdown(m: MdInput): string {
     .map(
       (x) =>
         `- run ${x.run}: partition ${x.partitionS.toFixed(1)} s; writes side A ${x.writes[0]!.ok ? fmtRate(x.writes[0]!.rps) : `FAILED (${x.writes[0]!.error})`} (${x.writes[0]!.wallS.toFixed(1)} s), side B ${x.writes[1]!.ok ? fmtRate(x.writes[1]!.rps) : `FAILED (${x.writes[1]!.error})`} (${x.writes[1]!.wallS.toFixed(1)} s); keys written on A ${x.writtenA}, on B ${x.writtenB}, on both ${x.conflicting}` +
-        `${x.conflictWinners ? ` (A's value won ${x.conflictWinners.a}, B's ${x.conflictWinners.b})` : ''}; converged ${fmtS(x.convergeS)} after the heal (${x.digestPolls} INFO polls; the slowest node answered INFO in ${fmtMs(x.infoAnswerMs.p50, 0)} median, ${fmtMs(x.infoAnswerMs.max, 0)} at worst, which bounds the resolution), membership back after ${fmtS(x.membershipS)}; keys per node ${x.keysPerNode.join(', ')}; divergent keys ${x.divergentKeys}${x.divergentExamples.length ? ` (e.g. ${x.divergentExamples.join('; ')})` : ''}`,
+        `${x.conflictWinners ? ` (A's value won ${x.conflictWinners.a}, B's ${x.conflictWinners.b})` : ''}; converged ${fmtS(x.convergeS)} after the heal (${x.digestPolls} INFO polls; the slowest node answered INFO in ${fmtMs(x.infoAnswerMs.p50, 0)} median, ${fmtMs(x.infoAnswerMs.max, 0)} at worst, which bounds the resolution); the nodes logged ${x.stallsAfterHeal.count} event-loop stalls (> 400 ms) from the heal until converged, longest ${fmtMs(x.stallsAfterHeal.maxMs, 0)} (${x.stallsApart.count} while apart, longest ${fmtMs(x.stallsApart.maxMs, 0)}), and ${x.suspectsAfterHeal} 'member suspect' / ${x.deadsAfterHeal} 'member dead' lines after the heal; membership back after ${fmtS(x.membershipS)}; keys per node ${x.keysPerNode.join(', ')}; divergent keys ${x.divergentKeys}${x.divergentExamples.length ? ` (e.g. ${x.divergentExamples.join('; ')})` : ''}`,
     )
     .join('\n');
   const rep = r.tp.replication;
@@ -1040,7 +1057,7 @@ function markdown(m: MdInput): string {
 
 \`npm run bench:cache\` — ${m.date}, ${m.runMinutes.toFixed(1)} min. Machine: ${m.machine.nproc} CPUs (${m.machine.cpuModel}), ${m.machine.memoryGiB} GiB RAM,
 Linux ${m.machine.kernel}, Node ${m.machine.node}; ${m.machine.serf}; redis-benchmark from redis-tools ${m.versions.toolsPackage}.
-grapevine ${m.source}${m.build.stale ? ` (dist/ built ${m.build.distMtime}, older than ${m.build.newestSrc})` : ''}. Load average at the start ${m.loadAtStart}; 1-min load at each phase (${m.phases.map((p) => p.phase).join(' / ')}): ${m.phases.map((p) => p.load1.toFixed(1)).join(' / ')} — other work shares the ${m.machine.nproc} CPUs, so figures are medians and ratios are taken against redis measured in the same run, runs alternating.
+grapevine ${m.source}; dist/ built ${m.build.distMtime}${m.build.stale ? `, older than ${m.build.newestSrc} (${m.build.newestSrcMtime})` : ''}. Load average at the start ${m.loadAtStart}; 1-min load at each phase (${m.phases.map((p) => p.phase).join(' / ')}): ${m.phases.map((p) => p.load1.toFixed(1)).join(' / ')} — other work shares the ${m.machine.nproc} CPUs, so figures are medians and ratios are taken against redis measured in the same run, runs alternating.
 Raw figures: \`${m.jsonRel}\`.
 
 ${mdTable(m.rows, m.refName, m.ref2Name)}
