@@ -118,10 +118,13 @@ export class LockService implements Service {
    * Acquires `key` for ttlMs, waiting at most waitMs (0: do not wait for a
    * holder). Resolves { acquired: true, token } or { acquired: false, token: 0n };
    * rejects with LockError for bad input (bad_key, bad_ttl, bad_wait), no_quorum, busy, stopped.
+   * `signal` (the client went away) gives up a wait: not acquired, and our
+   * places in the grantors' queues are released.
    */
-  acquire(key: string, ttlMs: number, waitMs: number): Promise<AcquireResult> {
+  acquire(key: string, ttlMs: number, waitMs: number, signal?: AbortSignal): Promise<AcquireResult> {
     const r = this.running;
     if (!r) return Promise.reject(new LockError('stopped', 'the lock service is not running'));
+    if (signal?.aborted) return Promise.resolve({ acquired: false, token: 0n });
     const quorum = this.options.quorum();
     const quorumMin = this.options.quorumMin ?? 1;
     if (new Set(quorum).size < quorumMin) {
@@ -133,7 +136,21 @@ export class LockService implements Service {
     } catch (err) {
       return Promise.reject(err);
     }
-    const result = new Promise<AcquireResult>((resolve, reject) => this.waiting.set(started.attempt, { resolve, reject }));
+    const { attempt } = started;
+    const result = new Promise<AcquireResult>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (!this.waiting.has(attempt) || this.running !== r) return;
+        this.waiting.delete(attempt);
+        this.applyAcquirer(r, r.acquirer.cancel(attempt, this.mono()));
+        resolve({ acquired: false, token: 0n });
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (): void => signal?.removeEventListener('abort', onAbort);
+      this.waiting.set(attempt, {
+        resolve: (res) => { done(); resolve(res); },
+        reject: (err) => { done(); reject(err); },
+      });
+    });
     this.applyAcquirer(r, started.output);
     return result;
   }

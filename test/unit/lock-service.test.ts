@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { FramedConnection } from '../../src/runtime/connection.js';
+import { handleLockClientRequest } from '../../src/runtime/lock-client.js';
 import { LockService } from '../../src/runtime/lock-service.js';
 import type { LockServiceOptions } from '../../src/runtime/lock-service.js';
 import { LockError } from '../../src/core/locks/errors.js';
@@ -61,7 +62,7 @@ class TestCluster {
       accepted.add(conn);
       conn.on('close', () => accepted.delete(conn));
       conn.on('envelope', (env) => {
-        if (!service.onRequest(env, conn)) conn.close({ kind: 'local', why: 'not a lock frame' });
+        if (!service.onRequest(env, conn) && !handleLockClientRequest(service, env, conn)) conn.close({ kind: 'local', why: 'not a lock frame' });
       });
     });
     await new Promise<void>((resolve) => server.listen(this.nodes.get(id)?.port ?? 0, '127.0.0.1', resolve));
@@ -211,6 +212,33 @@ describe('LockService over TCP (3 nodes)', () => {
     const later = await c.service('n3').acquire('k', 1_000, 5_000);
     assert.equal(later.acquired, true);
     assert.ok(later.token > a.token);
+  });
+
+  test('the client protocol: LockAcquireRequest / LockReleaseRequest, Error frames, and a client that leaves while waiting', async () => {
+    const c = await cluster('client');
+    const dial = async () => {
+      const socket = net.connect({ host: '127.0.0.1', port: c.node('n1').port });
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return new FramedConnection(socket);
+    };
+    const client = await dial();
+    const got = await client.request({ body: { case: 'lockAcquireRequest', value: { key: 'c', ttlMs: 0n, waitMs: 0n } } }, 5_000);
+    assert.equal(got.body.case, 'lockAcquireResponse');
+    const token = got.body.case === 'lockAcquireResponse' ? got.body.value.token : 0n;
+    assert.ok(got.body.case === 'lockAcquireResponse' && got.body.value.acquired && token > 0n);
+    const bad = await client.request({ body: { case: 'lockAcquireRequest', value: { key: '', ttlMs: 0n, waitMs: 0n } } }, 5_000);
+    assert.equal(bad.body.case === 'error' && bad.body.value.code, 'bad_key');
+    // A second client waits for the lock, then goes away: its attempt is given up at once.
+    const leaver = await dial();
+    void leaver.request({ body: { case: 'lockAcquireRequest', value: { key: 'c', ttlMs: 1_000n, waitMs: 5_000n } } }, 5_000).catch(() => {});
+    await sleep(100);
+    assert.equal(c.service('n1').attemptCount, 2);
+    leaver.close();
+    await sleep(100);
+    assert.equal(c.service('n1').attemptCount, 1, 'only the held lock is left');
+    const rel = await client.request({ body: { case: 'lockReleaseRequest', value: { key: 'c', token } } }, 5_000);
+    assert.equal(rel.body.case === 'lockReleaseResponse' && rel.body.value.released, true);
+    client.close();
   });
 
   test('bad input is refused with LockError codes; release of an unknown token is false', async () => {
