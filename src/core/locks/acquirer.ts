@@ -43,7 +43,10 @@ import type { LockLimits, LockProposal, LockReleaseMsg, LockVote } from './types
  * grant by starting a new round (nobody better waits where it holds), and
  * every other contender holding grants starts new rounds until it has none
  * where the best one waits; once the best one is queued everywhere it is not
- * granted, those grants pass to it.
+ * granted, those grants pass to it. (A newcomer can only be better than a
+ * waiting contender if it asked within the clock skew of it, so the best
+ * contender settles.) test/sim/locks.sim.test.ts builds such splits on
+ * purpose, with leases of a minute, and sees them resolved in milliseconds.
  */
 export interface AcquirerConfig {
   readonly selfId: string;
