@@ -178,14 +178,35 @@ export class GrapevineClient {
     }
   }
 
+  // ---- locks ----
+
+  /**
+   * Acquires the lock `key` for `ttlMs` (0: the node's default, 10 s), waiting
+   * up to `waitMs` for it. Resolves `{ acquired, token }`: the fencing token is
+   * greater than every token issued before for the key (0n when not acquired).
+   */
+  async lockAcquire(key: string, options: { ttlMs?: number; waitMs?: number } = {}): Promise<{ acquired: boolean; token: bigint }> {
+    const waitMs = options.waitMs ?? 0;
+    // The node answers when the wait is over: allow for it beyond the usual timeout.
+    const answer = await this.call({ body: { case: 'lockAcquireRequest', value: { key, ttlMs: BigInt(options.ttlMs ?? 0), waitMs: BigInt(waitMs) } } }, 'lockAcquireResponse', this.timeoutMs + waitMs);
+    const r = answer.body.value as { acquired: boolean; token: bigint };
+    return { acquired: r.acquired, token: r.token };
+  }
+
+  /** Releases the lock held with `token`; false when it was not held with that token (expired, or another's). */
+  async lockRelease(key: string, token: bigint): Promise<boolean> {
+    const answer = await this.call({ body: { case: 'lockReleaseRequest', value: { key, token } } }, 'lockReleaseResponse');
+    return (answer.body.value as { released: boolean }).released;
+  }
+
   close(): void {
     this.conn.close({ kind: 'local', why: 'client done' });
   }
 
-  private async call(init: EnvelopeInit, expect: NonNullable<Envelope['body']['case']>): Promise<Envelope> {
+  private async call(init: EnvelopeInit, expect: NonNullable<Envelope['body']['case']>, timeoutMs = this.timeoutMs): Promise<Envelope> {
     let answer: Envelope;
     try {
-      answer = await this.conn.request(init, this.timeoutMs);
+      answer = await this.conn.request(init, timeoutMs);
     } catch (err) {
       throw new ClientError('unreachable', `node ${this.nodeId} did not answer: ${(err as Error).message}`);
     }

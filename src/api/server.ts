@@ -6,6 +6,7 @@ import { GossipError } from '../runtime/gossip-service.js';
 import { messageToWire } from '../runtime/gossip-codec.js';
 import { isMessageId } from '../core/gossip/message.js';
 import { handleKv } from './kv-handler.js';
+import { handleLockClientRequest } from '../runtime/lock-client.js';
 
 /**
  * The client protocol of a node: requests arrive on the node's TCP port
@@ -88,6 +89,15 @@ function handleRequest(node: GrapevineNode, env: Envelope, conn: FramedConnectio
     case 'kvFetchRequest':
       // Another node's cache, over a request connection (a partitioned cache's owners).
       node.kv.onRpcEnvelope(env, conn);
+      return;
+    case 'lockPropose':
+    case 'lockRelease':
+      // Another node's lock attempt, over a request connection.
+      node.locks.onRequest(env, conn);
+      return;
+    case 'lockAcquireRequest':
+    case 'lockReleaseRequest':
+      handleLockClientRequest(node.locks, env, conn);
       return;
     case 'kvPutRequest':
     case 'kvGetRequest':

@@ -76,12 +76,19 @@ export async function kvMain(argv: string[]): Promise<number> {
   }
 }
 
+/** Error codes of the node that mean the request itself was bad (exit 2). */
+const KV_USAGE_CODES: ReadonlySet<string> = new Set(['empty_key', 'too_large']);
+
 function escapeField(text: string): string {
   return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\t/g, '\\t');
 }
 
 /** Connects to the chosen node, runs `fn`, maps the client's errors to exit codes. */
-export async function withClient(values: { id?: string; addr?: string; cluster?: string; 'timeout-ms'?: string }, fn: (c: GrapevineClient, label: string) => Promise<number>): Promise<number> {
+export async function withClient(
+  values: { id?: string; addr?: string; cluster?: string; 'timeout-ms'?: string },
+  fn: (c: GrapevineClient, label: string) => Promise<number>,
+  usageCodes: ReadonlySet<string> = KV_USAGE_CODES,
+): Promise<number> {
   const target = resolveTarget(values);
   const timeoutMs = values['timeout-ms'] ? parsePositiveInt(values['timeout-ms'], '--timeout-ms', 600_000) : 5_000;
   let client: GrapevineClient | undefined;
@@ -90,7 +97,7 @@ export async function withClient(values: { id?: string; addr?: string; cluster?:
     return await fn(client, target.label);
   } catch (err) {
     if (err instanceof ClientError) {
-      if (err.code === 'empty_key' || err.code === 'too_large') throw new UsageError(err.message);
+      if (usageCodes.has(err.code)) throw new UsageError(err.message);
       throw new OperationalError(err.message);
     }
     throw err;

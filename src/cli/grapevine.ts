@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-import { parseCli } from './args.js';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError, runMain } from './exit.js';
+import { EXIT_USAGE, UsageError, runMain } from './exit.js';
 // Subcommands load lazily: `grapevine status` should not pay for the node's modules.
 
 const HELP = `Usage: grapevine COMMAND [options]   (grapevine COMMAND --help for more)
@@ -10,7 +9,7 @@ Commands:
   up           start a demo cluster of N nodes on 127.0.0.1 in the foreground
   status       show a node's member table and ring neighbours
   kv           replicated cache: put, get, del, list
-  lock         distributed locks (not implemented yet)
+  lock         distributed locks: acquire (prints a fencing token), release
   gossip       gossip messaging: submit, get, list, watch (as gclient)
   coordinator  persistent asynchronous multicast coordinator (as the coordinator binary)
   participant  persistent asynchronous multicast participant (as the participant binary)
@@ -20,7 +19,6 @@ Commands:
 Exit status: 0 success, 1 operational failure, 2 bad usage or configuration.
 `;
 
-const LATER = new Set(['lock']);
 
 export async function grapevineMain(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -41,6 +39,8 @@ export async function grapevineMain(argv: string[]): Promise<number> {
       return (await import('./cmd-up.js')).upMain(rest);
     case 'gossip':
       return (await import('./cmd-gossip.js')).gossipMain(rest);
+    case 'lock':
+      return (await import('./cmd-lock.js')).lockMain(rest);
     case 'kv':
       return (await import('./cmd-kv.js')).kvMain(rest);
     case 'coordinator':
@@ -52,11 +52,6 @@ export async function grapevineMain(argv: string[]): Promise<number> {
     case 'mclient':
       return (await import('./mclient.js')).mclientMain(rest);
     default:
-      if (LATER.has(command)) {
-        parseCli(rest.filter((a) => a === '--help' || a === '-h'), { help: { type: 'boolean', short: 'h' } });
-        process.stderr.write(`grapevine: ${command}: not implemented yet\n`);
-        return EXIT_FAILURE;
-      }
       throw new UsageError(`unknown command '${command}' (see grapevine --help)`);
   }
 }

@@ -19,6 +19,7 @@ import { loadIdentity, lockDataDir } from './identity.js';
 import type { Identity } from './identity.js';
 import { PeerLinks } from './links.js';
 import { PeerRpc } from './peer-rpc.js';
+import { LockService } from './lock-service.js';
 import type { PeerEndpoint } from './links.js';
 import { Listener } from './listener.js';
 import type { Logger } from './log.js';
@@ -131,6 +132,7 @@ export class GrapevineNode {
   private gossipService!: GossipService;
   private kvService!: KvService;
   private rpc!: PeerRpc;
+  private lockService!: LockService;
   private clientHandler: ClientHandler | undefined;
   private started = false;
   /** Monotonic ms: membership timeouts must not jump with the wall clock. */
@@ -236,8 +238,16 @@ export class GrapevineNode {
       members: () => [self.id, ...this.membership.liveOthers().map((m) => m.id)],
       rpc: (peerId) => this.rpc.connect(peerId),
     });
+    this.lockService = new LockService({
+      selfId: self.id,
+      dataDir: this.config.dataDir,
+      log: this.log.child({ component: 'locks' }),
+      quorum: () => this.lockQuorum(),
+      connect: (peerId) => this.rpc.connect(peerId),
+    });
     this.supervisor.add(this.gossipService);
     this.supervisor.add(this.kvService);
+    this.supervisor.add(this.lockService);
     this.supervisor.add(this.beacons);
     this.supervisor.add(this.links);
     this.supervisor.add(this.membershipService());
@@ -283,6 +293,22 @@ export class GrapevineNode {
   /** The node's replicated cache. */
   get kv(): KvService {
     return this.kvService;
+  }
+
+  /** The node's distributed locks. */
+  get locks(): LockService {
+    return this.lockService;
+  }
+
+  /**
+   * The fixed set a lock's majority is counted in, the same on every node:
+   * the cluster file's nodes; without a file, every member this node ever
+   * knew (dead ones too) and itself. A majority of the live members would
+   * not do: in a partition each side would see a majority of its own.
+   */
+  private lockQuorum(): string[] {
+    if (this.config.clusterNodes.length > 0) return this.config.clusterNodes.map((n) => n.id);
+    return [this.identity.id, ...this.membership.members().map((m) => m.id).filter((id) => id !== this.identity.id)];
   }
 
   private linkStatus(): Pick<NodeStatus, 'neighbours' | 'connected' | 'links'> {
