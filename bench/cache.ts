@@ -771,6 +771,8 @@ function rowsOf(r: Results): Row[] {
   const mConv = median(conv);
   rows.push({ metric: `converge after a ${PART_S} s+ partition (heal → equal digests), median of ${pr.length}`, ours: pr.length ? (mConv === Infinity ? 'never' : fmtS(mConv)) : 'n/a', ref: 'n/a', ratio: '—', ref2: 'n/a', ratio2: '—', goal: '' });
   rows.push({ metric: 'converge after the partition, worst run', ours: pr.length ? (max(conv) === Infinity ? 'never' : fmtS(max(conv))) : 'n/a', ref: 'n/a', ratio: '—', ref2: 'n/a', ratio2: '—', goal: '' });
+  rows.push({ metric: 'longest event-loop stall a node logged, heal → converged, worst run', ours: pr.length ? fmtMs(max(present(pr.map((x) => x.stallsAfterHeal.maxMs))) ?? 0, 0) : 'n/a', ref: 'n/a', ratio: '—', ref2: 'n/a', ratio2: '—', goal: '' });
+  rows.push({ metric: "'member dead' lines after the heal (nobody was down), all runs", ours: pr.length ? String(pr.reduce((a, x) => a + x.deadsAfterHeal, 0)) : 'n/a', ref: 'n/a', ratio: '—', ref2: 'n/a', ratio2: '—', goal: '' });
   const div = pr.map((x) => x.divergentKeys);
   rows.push({ metric: 'divergent keys after the heal, worst run', ours: pr.length ? String(max(div)) : 'n/a', ref: 'n/a', ratio: '—', ref2: 'n/a', ratio2: '—', goal: goalText(pr.length ? max(div)! <= GOALS.divergentKeys : null, '0') });
   return rows;
@@ -847,6 +849,7 @@ async function main(): Promise<void> {
   const gvClients: RespClient[] = [];
   let results: Results;
   let redisSettings: Record<string, Record<string, string>> = {};
+  const redisPersistence: Record<string, Record<string, string>> = {};
   let rss: Record<string, number | null> = {};
   let profile: ProfileSummary | null = null;
   const phases: { phase: string; atS: number; load1: number }[] = [];
@@ -890,6 +893,17 @@ async function main(): Promise<void> {
     const tp: Throughput = { ...tp0, prefillMs };
     say(`throughput: nodes agree after the runs: ${tp.replication.sameDigest ? `yes, ${tp.replication.catchUpMs} ms after the last run` : 'NO'} (digests ${tp.replication.digests.join(' ')}, keys ${tp.replication.keysHeld.join(' ')})`);
 
+    // What the redis-servers' persistence did during the throughput runs (snapshots by the save schedule, AOF rewrites).
+    for (const s of servers) {
+      const c = await RespClient.open('127.0.0.1', s.port, s.name);
+      try {
+        const m = await info(c);
+        redisPersistence[s.name] = Object.fromEntries(['rdb_saves', 'total_forks', 'aof_rewrites', 'rdb_last_bgsave_status', 'aof_last_write_status'].map((k) => [k, m.get(k) ?? 'n/a']));
+      } finally {
+        c.close();
+      }
+    }
+    say(`redis persistence during the runs: ${JSON.stringify(redisPersistence)}`);
     phase('lag');
     say(`lag: ${LAG_RUNS} runs per system of ${LAG_SAMPLES} sequential SETs (quiet) and up to ${LAG_LOAD_SAMPLES} / ${LAG_LOAD_MAX_S} s under a SET load; readers keep ${LAG_WINDOW} GETs in flight`);
     const gvWriter = await RespClient.open('127.0.0.1', systems[0]!.port, 'n1 writer');
@@ -959,6 +973,7 @@ async function main(): Promise<void> {
     machine,
     redis: versions,
     redisSettings,
+    redisPersistence,
     grapevineSource: source,
     build,
     loadAverageAtStart: loadAtStart,
@@ -996,7 +1011,7 @@ async function main(): Promise<void> {
     table: rows,
   };
   writeFileSync(join(REPO, jsonRel), `${JSON.stringify(raw, null, 2)}\n`);
-  writeSection(RESULTS_MD, 'cache', markdown({ date, runMinutes, machine, versions, redisSettings, source, build, loadAtStart, phases, rows, refName, ref2Name, results, jsonRel, skipped, rss, profile }));
+  writeSection(RESULTS_MD, 'cache', markdown({ date, runMinutes, machine, versions, redisSettings, redisPersistence, source, build, loadAtStart, phases, rows, refName, ref2Name, results, jsonRel, skipped, rss, profile }));
   say(`wrote ${jsonRel} and bench/RESULTS.md`);
 }
 
@@ -1006,6 +1021,7 @@ interface MdInput {
   readonly machine: MachineInfo;
   readonly versions: RedisVersions;
   readonly redisSettings: Record<string, Record<string, string>>;
+  readonly redisPersistence: Record<string, Record<string, string>>;
   readonly source: string;
   readonly build: ReturnType<typeof buildState>;
   readonly loadAtStart: string;
@@ -1071,6 +1087,7 @@ Requests (-n) per run, sized from the rates seen so far to last ~${TARGET_S} s, 
 CPU µs per request, all of the system's processes (grapevine: nodes 1–3 — node 1 answers, 2 and 3 apply the replicated SETs): ${[1, PIPELINE].flatMap((p) => (['set', 'get'] as const).map((t) => cpuLine(t, p))).join('; ')}.
 Run-queue wait (the main thread runnable but without a CPU, share of the run, median — CPU starvation by everything else on the machine, our own processes included): ${[1, PIPELINE].flatMap((p) => (['set', 'get'] as const).map((t) => waitLine(t, p))).join('; ')}.
 Replication during the runs: nodes 2 and 3 ${rep.sameDigest ? `held node 1's digest ${rep.catchUpMs} ms after the last run` : '**did not** hold node 1\'s digest within 60 s'} (digests ${rep.digests.join(', ')}; keys ${rep.keysHeld.join(', ')}).
+redis persistence by the end of the throughput runs (since start, prefill included): ${Object.entries(m.redisPersistence).map(([k, v]) => `${k}: ${Object.entries(v).map(([a, b]) => `${a} ${b}`).join(', ')}`).join('; ')}.
 RSS at the end of the 127.0.0.1 phases: ${Object.entries(m.rss).map(([k, v]) => `${k} ${v ?? 'n/a'} MiB`).join(', ')}.
 Lag per run (per reader p50/p99/max; "resolution" = arrival gap between the last GET that missed and the first that hit):
 ${lagLine(r.lag.gvQuiet, 'grapevine, quiet')}
