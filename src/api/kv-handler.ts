@@ -41,7 +41,7 @@ export function handleKv(node: GrapevineNode, env: Envelope, conn: FramedConnect
         return fail(err);
       }
       // `local`: another node asks this one as an owner; answering from here never loops.
-      const read = env.body.value.local ? Promise.resolve(keys.map((k) => kv.getNow(k))) : kv.getMany(keys);
+      const read = env.body.value.local ? Promise.resolve(keys.map((k) => kv.getLocal(k))) : kv.getMany(keys);
       read.then(
         (values) => conn.reply(env, { body: { case: 'kvGetResponse', value: { values: values.map((v) => (v ? { found: true, value: v } : { found: false })) } } }),
         fail,
@@ -58,7 +58,7 @@ export function handleKv(node: GrapevineNode, env: Envelope, conn: FramedConnect
       const { after, limit, pattern } = env.body.value;
       const pageMax = Math.min(limit || PAGE_MAX, PAGE_MAX);
       kv.scan(after, pageMax, pattern ? Buffer.from(pattern, 'utf8') : undefined).then((page) => {
-        const values = page.keys.map((k) => kv.getNow(k));
+        const values = page.keys.map((k) => kv.getLocal(k));
         const pairs = page.keys.flatMap((key, i) => (values[i] ? [{ key, value: values[i] }] : []));
         conn.reply(env, { body: { case: 'kvListResponse', value: { pairs, more: page.more } } });
       }, fail);

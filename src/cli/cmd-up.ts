@@ -1,5 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { startRespServer } from '../api/resp/server.js';
+import type { RespServer } from '../api/resp/server.js';
 import { serveClients } from '../api/server.js';
 import { DataDirError } from '../runtime/identity.js';
 import { createLogger } from '../runtime/log.js';
@@ -10,13 +12,14 @@ import { OperationalError, UsageError } from './exit.js';
 import { DEFAULT_MULTICAST } from './cluster-file.js';
 import { buildNodeConfig } from './node-config.js';
 
-const HELP = `Usage: grapevine up [--nodes N] [--base-port PORT] [--dir DIR] [--log-level LEVEL]
+const HELP = `Usage: grapevine up [--nodes N] [--base-port PORT] [--resp-base-port PORT] [--dir DIR] [--log-level LEVEL]
 
 Starts N nodes (default 5) on 127.0.0.1, ports PORT..PORT+N-1 (default 7001),
-in this one process, in the foreground. Writes their cluster file to
-DIR/cluster.json (default ./data/up), keeps each node's data in DIR/ID, prints
-the members once they have found each other and how to talk to them, and
-stops them all on Ctrl-C. Logs (default level warn) go to stderr.
+in this one process, in the foreground, each also speaking the Redis protocol
+for the cache on RESP..RESP+N-1 (default 6381; 0: none). Writes their cluster
+file to DIR/cluster.json (default ./data/up), keeps each node's data in
+DIR/ID, prints the members once they have found each other and how to talk
+to them, and stops them all on Ctrl-C. Logs (default level warn) go to stderr.
 `;
 
 const UP_NODES_MAX = 64;
@@ -25,6 +28,7 @@ export async function upMain(argv: string[]): Promise<number> {
   const { values } = parseCli(argv, {
     nodes: { type: 'string', short: 'n' },
     'base-port': { type: 'string' },
+    'resp-base-port': { type: 'string' },
     dir: { type: 'string' },
     'log-level': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -36,6 +40,9 @@ export async function upMain(argv: string[]): Promise<number> {
   const count = values.nodes ? parsePositiveInt(values.nodes, '--nodes', UP_NODES_MAX) : 5;
   const basePort = values['base-port'] ? parsePort(values['base-port'], '--base-port') : 7001;
   if (basePort + count - 1 > 65_535) throw new UsageError(`--base-port ${basePort} leaves no room for ${count} nodes`);
+  const respBase = values['resp-base-port'] === '0' ? 0 : values['resp-base-port'] ? parsePort(values['resp-base-port'], '--resp-base-port') : 6381;
+  if (respBase + count - 1 > 65_535) throw new UsageError(`--resp-base-port ${respBase} leaves no room for ${count} nodes`);
+  if (respBase !== 0 && respBase < basePort + count && basePort < respBase + count) throw new UsageError(`--resp-base-port ${respBase} overlaps the nodes' ports ${basePort}-${basePort + count - 1}`);
   const dir = resolve(values.dir ?? join('data', 'up'));
   mkdirSync(dir, { recursive: true });
   const clusterPath = join(dir, 'cluster.json');
@@ -47,7 +54,9 @@ export async function upMain(argv: string[]): Promise<number> {
   writeFileSync(clusterPath, `${JSON.stringify(cluster, null, 2)}\n`);
 
   const nodes: GrapevineNode[] = [];
+  const resps: RespServer[] = [];
   const stopAll = async () => {
+    await Promise.all(resps.map((r) => r.close()));
     await Promise.all(nodes.map((n) => n.stop()));
   };
   for (const n of cluster.nodes) {
@@ -64,6 +73,16 @@ export async function upMain(argv: string[]): Promise<number> {
       throw err;
     }
     nodes.push(node);
+    if (respBase !== 0) {
+      const respPort = respBase + nodes.length - 1;
+      try {
+        resps.push(await startRespServer({ host: '127.0.0.1', port: respPort, kv: node.kv, log: createLogger(logLevel as LogLevel, { node: n.id, component: 'resp' }) }));
+      } catch (err) {
+        await stopAll();
+        if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new OperationalError(`127.0.0.1:${respPort} (Redis protocol) is already in use (choose --resp-base-port, or 0 for none)`);
+        throw err;
+      }
+    }
   }
 
   const converged = await waitForFullMembership(nodes, count, 5_000);
@@ -82,6 +101,9 @@ export async function upMain(argv: string[]): Promise<number> {
   out.write(`  npx grapevine status --addr 127.0.0.1:${basePort} --json\n`);
   out.write(`  npx gclient --cluster ${rel} --id 1 --message hello      (prints the message id)\n`);
   out.write(`  npx gclient --cluster ${rel} --id ${count} --list            (every node has it)\n`);
+  out.write(`  npx grapevine kv --cluster ${rel} --id 2 put greeting hi   then   npx grapevine kv --cluster ${rel} --id 4 get greeting\n`);
+  if (respBase !== 0) out.write(`  redis-cli -p ${respBase} SET k v   then   redis-cli -p ${respBase + count - 1} GET k      (the Redis protocol, ports ${respBase}-${respBase + count - 1})\n`);
+  out.write(`  npx grapevine lock --cluster ${rel} --id 1 acquire job --ttl 30000   (prints a fencing token)\n`);
   out.write(`  npx grapevine node --host 127.0.0.1 --port ${basePort + count} --cluster-name demo --data-dir ${rel.replace(/cluster\.json$/, String(count + 1))}   (one more node joins by multicast)\n`);
   out.write('Press Ctrl-C to stop them all.\n');
 

@@ -38,6 +38,11 @@ export class KvError extends Error {
 export interface KvAccess {
   readonly limits: KvLimits;
   get(key: Uint8Array): Promise<Uint8Array | undefined>;
+  /**
+   * The value `get` would resolve, when the cache can tell at once (a full
+   * replica); absent when reads may need another node (a partitioned cache).
+   */
+  getNow?(key: Uint8Array): Uint8Array | undefined;
   getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]>;
   /** Resolves true when written, false when the condition did not hold. Rejects with KvError. */
   put(key: Uint8Array, value: Uint8Array, options?: KvPutOptions): Promise<boolean>;

@@ -76,7 +76,28 @@ interface PendingWrite {
   readonly entry: KvEntry;
   /** The neighbour it came from (not flooded back); undefined for our own writes. */
   readonly from: string | undefined;
-  readonly onDone?: (err?: Error) => void;
+}
+
+/** The commit of one turn's writes: every writer of the turn waits on the same promise. */
+interface TurnCommit {
+  readonly done: Promise<void>;
+  /** `done`, resolving true: what a put returns (no promise of its own per write). */
+  readonly written: Promise<boolean>;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+function turnCommit(): TurnCommit {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  const written = done.then(() => true);
+  // A turn nobody awaits must not end as an unhandled rejection.
+  written.catch(() => undefined);
+  return { done, written, resolve, reject };
 }
 
 const PURGE_INTERVAL_MS = 60_000;
@@ -98,6 +119,7 @@ export class KvService implements Service, KvAccess {
   private store: KvStore | undefined;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
+  private turn: TurnCommit | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
   private purgeTimer: NodeJS.Timeout | undefined;
   private cleanTimer: NodeJS.Timeout | undefined;
@@ -109,6 +131,7 @@ export class KvService implements Service, KvAccess {
 
   constructor(private readonly options: KvServiceOptions) {
     this.offences = new RateLimitedLog(options.log);
+    this.getNow = options.replicas === undefined ? (key) => this.getLocal(key) : undefined;
   }
 
   get limits(): KvLimits {
@@ -169,18 +192,24 @@ export class KvService implements Service, KvAccess {
 
   get(key: Uint8Array): Promise<Uint8Array | undefined> {
     if (this.partition) return this.getMany([key]).then((v) => v[0]);
-    return Promise.resolve(this.getNow(key));
+    return Promise.resolve(this.getLocal(key));
   }
 
-  /** The value a read sees now (own writes included as soon as they are acknowledged). */
-  getNow(key: Uint8Array): Uint8Array | undefined {
+  /**
+   * Synchronous reads for the RESP port: only a full replica has every key
+   * (a partitioned node may have to ask an owner), so only it offers them.
+   */
+  readonly getNow: ((key: Uint8Array) => Uint8Array | undefined) | undefined;
+
+  /** The value this node's replica holds now (own writes included as soon as they are acknowledged). */
+  getLocal(key: Uint8Array): Uint8Array | undefined {
     return this.replica?.get(keyFromBytes(key), Date.now())?.value;
   }
 
   getMany(keys: readonly Uint8Array[]): Promise<(Uint8Array | undefined)[]> {
     const partition = this.partition;
     const replica = this.replica;
-    if (!partition || !replica) return Promise.resolve(keys.map((k) => this.getNow(k)));
+    if (!partition || !replica) return Promise.resolve(keys.map((k) => this.getLocal(k)));
     // Keys this node owns are read here (and, just after the owners changed,
     // a miss is checked with the other owners); the rest are asked of an owner.
     const names = keys.map(keyFromBytes);
@@ -206,7 +235,8 @@ export class KvService implements Service, KvAccess {
       const ttlMs = options.ttlMs ?? 0;
       const entry = this.writeLocal(replica, k, value, now, ttlMs > 0 ? now + ttlMs : 0);
       this.stats.puts += 1;
-      return this.commit(entry).then(() => true);
+      this.enqueue({ entry, from: undefined });
+      return this.currentTurn().written;
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -255,8 +285,8 @@ export class KvService implements Service, KvAccess {
   scan(after: Uint8Array | undefined, limit: number, pattern?: Uint8Array): Promise<{ keys: Uint8Array[]; more: boolean }> {
     const replica = this.replica;
     if (!replica) return Promise.reject(new KvError('unavailable', 'the cache store is not open'));
-    const glob = pattern && pattern.length > 0 ? keyFromBytes(pattern) : undefined;
-    const match = glob === undefined || glob === '*' ? undefined : (key: string) => globMatch(glob, key);
+    const everything = !pattern || pattern.length === 0 || (pattern.length === 1 && pattern[0] === 0x2a);
+    const match = everything ? undefined : (key: string) => globMatch(pattern, keyToBytes(key));
     const page = replica.scan(after && after.length > 0 ? keyFromBytes(after) : undefined, limit, Date.now(), match);
     return Promise.resolve({ keys: page.keys.map(keyToBytes), more: page.more });
   }
@@ -310,7 +340,7 @@ export class KvService implements Service, KvAccess {
   private async replicate(replica: KvReplica, entry: KvEntry): Promise<void> {
     const partition = this.partition!;
     const bucket = replica.bucketOf(entry.key);
-    const here = partition.ownsBucket(bucket) && replica.apply(entry, Date.now()) ? this.commitFrom(entry, undefined).then(() => 1) : Promise.resolve(0);
+    const here = partition.ownsBucket(bucket) && replica.apply(entry, Date.now()) ? this.commit(entry).then(() => 1) : Promise.resolve(0);
     const [local, remote] = await Promise.all([here, partition.sendToOwners(entry, bucket)]);
     if (local + remote === 0) throw new KvError('unavailable', `no owner of the key could store it (owners: ${partition.owners(bucket).join(', ')})`);
   }
@@ -333,12 +363,12 @@ export class KvService implements Service, KvAccess {
   /** Stores the entries a writer sent this node as one of their owners; answers after the commit. */
   private answerApply(env: Envelope, conn: FramedConnection): void {
     if (env.body.case !== 'kvApplyRequest') return;
-    const { won, dropped } = this.receive(RPC_PEER, env.body.value.entries);
+    const { commit, dropped } = this.receive(RPC_PEER, env.body.value.entries);
     if (dropped > 0) {
       conn.reply(env, { body: { case: 'error', value: { code: 'busy', message: `${dropped} writes dropped: the write queue is full` } } });
       return;
     }
-    Promise.all(won).then(
+    commit.then(
       () => conn.reply(env, { body: { case: 'kvApplyResponse', value: {} } }),
       (err: Error) => conn.reply(env, { body: { case: 'error', value: { code: 'unavailable', message: err.message } } }),
     );
@@ -407,21 +437,21 @@ export class KvService implements Service, KvAccess {
   }
 
   private commit(entry: KvEntry): Promise<void> {
-    return this.commitFrom(entry, undefined);
+    this.enqueue({ entry, from: undefined });
+    return this.currentTurn().done;
   }
 
-  private commitFrom(entry: KvEntry, from: string | undefined): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.enqueue({ entry, from, onDone: (err) => (err ? reject(err) : resolve()) });
-    });
+  /** The commit the writes enqueued in this turn wait for. */
+  private currentTurn(): TurnCommit {
+    return (this.turn ??= turnCommit());
   }
 
-  /** Applies changes from a peer; the promises of those that won settle when they are on disk. */
-  private receive(peerId: string, entries: readonly WireEntry[]): { won: Promise<void>[]; dropped: number } {
+  /** Applies changes from a peer; `commit` settles when the winners are on disk. */
+  private receive(peerId: string, entries: readonly WireEntry[]): { won: number; dropped: number; commit: Promise<void> } {
     const replica = this.replica;
-    const won: Promise<void>[] = [];
+    let won = 0;
     let dropped = 0;
-    if (!replica) return { won, dropped: entries.length };
+    if (!replica) return { won, dropped: entries.length, commit: Promise.resolve() };
     const now = Date.now();
     const horizon = this.horizon(now);
     for (const w of entries) {
@@ -447,9 +477,10 @@ export class KvService implements Service, KvAccess {
         } else this.stats.stale += 1;
         continue;
       }
-      won.push(this.commitFrom(entry, peerId));
+      this.enqueue({ entry, from: peerId });
+      won += 1;
     }
-    return { won, dropped };
+    return { won, dropped, commit: won > 0 ? this.currentTurn().done : Promise.resolve() };
   }
 
   private enqueue(w: PendingWrite): void {
@@ -466,6 +497,8 @@ export class KvService implements Service, KvAccess {
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];
+    const turn = this.turn;
+    this.turn = undefined;
     try {
       if (!this.store) throw new KvError('unavailable', 'the cache store is closed');
       this.store.write(batch.map((w) => w.entry));
@@ -474,12 +507,12 @@ export class KvService implements Service, KvAccess {
       // nothing may leave the node before it is on disk: the writers are told,
       // and the service fails so the supervisor restarts it from the disk.
       this.options.log.error({ err: (err as Error).message, writes: batch.length }, 'cache write failed; restarting the cache from its disk');
-      for (const w of batch) w.onDone?.(err as Error);
+      turn?.reject(err as Error);
       this.replica = undefined;
       this.fail?.(err as Error);
       return;
     }
-    for (const w of batch) w.onDone?.();
+    turn?.resolve();
     // A partitioned cache writes to the owners directly; only a full replica floods.
     if (!this.partition) this.flood(batch);
   }
@@ -588,7 +621,7 @@ export class KvService implements Service, KvAccess {
           if (reply.body.case !== 'kvFetchResponse') break;
           // A fetch answer is bounded in bytes: what did not fit is found again in the next round.
           if (reply.body.value.entries.length < keys.length) truncated = true;
-          fetched += this.receive(from, reply.body.value.entries).won.length;
+          fetched += this.receive(from, reply.body.value.entries).won;
         }
         this.stats.synced += fetched;
         if (fetched > 0 || plan.push.length > 0) this.options.log.debug({ peer: peerId, fetched, pushed: plan.push.length, buckets: buckets.length }, 'cache anti-entropy');

@@ -3,7 +3,7 @@
 // any operation so that promises settle out of order.
 import { KV_LIMITS_DEFAULT, KvError } from '../../src/runtime/kv-access.js';
 import type { KvAccess, KvLimits, KvPutOptions } from '../../src/runtime/kv-access.js';
-import { globMatch } from '../../src/api/resp/glob.js';
+import { globMatch } from '../../src/core/kv/glob.js';
 
 export type KvOp = 'get' | 'getMany' | 'put' | 'putMany' | 'del' | 'scan';
 

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareWrites, isLive, versionFingerprint } from '../../src/core/kv/entry.js';
 import type { KvEntry } from '../../src/core/kv/entry.js';
-import { globMatch } from '../../src/core/kv/glob.js';
+import { globMatchLatin1 as globMatch } from '../../src/core/kv/glob.js';
 import { HLC_LOGICAL_BITS, HybridClock, hlcOf, hlcWallMs, isHlc } from '../../src/core/kv/hlc.js';
 import { ENTRY_OVERHEAD_BYTES, KV_REPLICA_DEFAULTS, KvReplica } from '../../src/core/kv/replica.js';
 import type { KvReplicaConfig } from '../../src/core/kv/replica.js';

@@ -2,7 +2,7 @@
 // CONFIG GET use it. The expected answers are Redis 7's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { globMatch } from '../../src/api/resp/glob.js';
+import { globMatch } from '../../src/core/kv/glob.js';
 
 const m = (pattern: string, subject: string, nocase = false) => globMatch(Buffer.from(pattern, 'latin1'), Buffer.from(subject, 'latin1'), nocase);
 

@@ -4,7 +4,7 @@
 
 import { arch, hostname, release, type } from 'node:os';
 import type { KvAccess } from '../../runtime/kv-access.js';
-import { globMatch } from './glob.js';
+import { globMatch } from '../../core/kv/glob.js';
 
 /** What the command table sees of the server that runs it. */
 export interface RespServerView {

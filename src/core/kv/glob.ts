@@ -1,73 +1,114 @@
-/**
- * Redis's glob (KEYS, SCAN MATCH) over byte strings held as latin1 strings:
- * `*` any run, `?` one byte, `[abc]`, `[^a]`, `[a-z]` classes, `\x` the byte x.
- * Iterative with one backtrack point for `*`, so a hostile pattern costs
- * O(pattern × subject), never exponential time or stack.
- */
-export function globMatch(pattern: string, subject: string): boolean {
+// Redis's glob (util.c stringmatchlen) over bytes: `*`, `?`, `[abc]`,
+// `[^a]`, `[a-z]` (ends in either order), `\x` escapes; an unterminated `[`
+// is a class up to the end of the pattern. Redis recurses at every `*`;
+// here a `*` is remembered and retried one byte later (classic two-pointer
+// matching), which gives the same answers in O(pattern x subject) time, so
+// a hostile KEYS pattern like `a*a*a*a*b` cannot burn the CPU.
+// One deliberate difference: `*` matches the empty subject (Redis answers
+// `KEYS *` through a shortcut anyway).
+
+const STAR = 0x2a;
+const QUESTION = 0x3f;
+const OPEN = 0x5b;
+const CLOSE = 0x5d;
+const BACKSLASH = 0x5c;
+const CARET = 0x5e;
+const DASH = 0x2d;
+
+/** Whether `subject` matches the Redis glob `pattern`; `nocase` folds ASCII letters (CONFIG GET does). */
+export function globMatch(pattern: Uint8Array, subject: Uint8Array, nocase = false): boolean {
+  const patternLen = pattern.length;
+  const subjectLen = subject.length;
   let p = 0;
   let s = 0;
-  let starP = -1;
-  let starS = 0;
-  while (s < subject.length) {
-    if (p < pattern.length) {
-      const c = pattern[p]!;
-      if (c === '*') {
-        starP = p++;
+  let starP = -1; // index just after the last `*` seen
+  let starS = 0; // subject index that `*` was last tried up to
+  while (s < subjectLen) {
+    if (p < patternLen) {
+      if (pattern[p] === STAR) {
+        while (p < patternLen && pattern[p] === STAR) p++;
+        if (p === patternLen) return true;
+        starP = p;
         starS = s;
         continue;
       }
-      if (c === '?') {
-        p++;
+      const next = matchOne(pattern, p, subject[s]!, nocase);
+      if (next >= 0) {
+        p = next;
         s++;
         continue;
       }
-      if (c === '[') {
-        const cls = matchClass(pattern, p, subject.charCodeAt(s));
-        if (cls.matched) {
-          p = cls.next;
-          s++;
-          continue;
-        }
-      } else {
-        const literal = c === '\\' && p + 1 < pattern.length ? pattern[p + 1]! : c;
-        const width = c === '\\' && p + 1 < pattern.length ? 2 : 1;
-        if (literal === subject[s]) {
-          p += width;
-          s++;
-          continue;
-        }
-      }
     }
     if (starP < 0) return false;
-    p = starP + 1;
-    s = ++starS;
+    starS++;
+    s = starS;
+    p = starP;
   }
-  while (p < pattern.length && pattern[p] === '*') p++;
-  return p === pattern.length;
+  while (p < patternLen && pattern[p] === STAR) p++;
+  return p === patternLen;
 }
 
-/** Matches `code` against the class opening at pattern[start] === '['; `next` is the index after its ']'. */
-function matchClass(pattern: string, start: number, code: number): { matched: boolean; next: number } {
-  let p = start + 1;
-  const negate = pattern[p] === '^';
-  if (negate) p++;
-  let matched = false;
-  while (p < pattern.length && pattern[p] !== ']') {
-    if (pattern[p] === '\\' && p + 1 < pattern.length) {
-      if (pattern.charCodeAt(p + 1) === code) matched = true;
-      p += 2;
-    } else if (pattern[p + 1] === '-' && p + 2 < pattern.length && pattern[p + 2] !== ']') {
-      let lo = pattern.charCodeAt(p);
-      let hi = pattern.charCodeAt(p + 2);
-      if (lo > hi) [lo, hi] = [hi, lo];
-      if (code >= lo && code <= hi) matched = true;
-      p += 3;
-    } else {
-      if (pattern.charCodeAt(p) === code) matched = true;
+/** Matches one pattern token at `p` against byte `c`: the index after the token, or -1. */
+function matchOne(pattern: Uint8Array, p: number, c: number, nocase: boolean): number {
+  const end = pattern.length;
+  const t = pattern[p]!;
+  if (t === QUESTION) return p + 1;
+  if (t === OPEN) return matchClass(pattern, p + 1, c, nocase);
+  let literal = t;
+  if (t === BACKSLASH && p + 1 < end) literal = pattern[++p]!;
+  return sameByte(literal, c, nocase) ? p + 1 : -1;
+}
+
+/** A `[...]` class starting after `[`; follows Redis's loop, including its unterminated-class rule. */
+function matchClass(pattern: Uint8Array, p: number, c: number, nocase: boolean): number {
+  const end = pattern.length;
+  const not = p < end && pattern[p] === CARET;
+  if (not) p++;
+  let match = false;
+  for (;;) {
+    if (p >= end) break; // unterminated: the class ends with the pattern
+    const t = pattern[p]!;
+    if (t === BACKSLASH && end - p >= 2) {
       p++;
+      if (sameByte(pattern[p]!, c, nocase)) match = true;
+    } else if (t === CLOSE) {
+      p++;
+      break;
+    } else if (end - p >= 3 && pattern[p + 1] === DASH) {
+      let lo = pattern[p]!;
+      let hi = pattern[p + 2]!;
+      if (lo > hi) [lo, hi] = [hi, lo];
+      let x = c;
+      if (nocase) {
+        lo = lower(lo);
+        hi = lower(hi);
+        x = lower(x);
+      }
+      if (x >= lo && x <= hi) match = true;
+      p += 2;
+    } else if (sameByte(t, c, nocase)) {
+      match = true;
     }
+    p++;
   }
-  // An unclosed class matches up to the end of the pattern, as in Redis.
-  return { matched: negate ? !matched : matched, next: Math.min(p + 1, pattern.length) };
+  return match !== not ? p : -1;
+}
+
+function sameByte(a: number, b: number, nocase: boolean): boolean {
+  return a === b || (nocase && lower(a) === lower(b));
+}
+
+function lower(c: number): number {
+  return c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
+}
+
+/** The same over byte strings held as latin1 JavaScript strings (the cache's keys). */
+export function globMatchLatin1(pattern: string, subject: string): boolean {
+  return globMatch(latin1Bytes(pattern), latin1Bytes(subject));
+}
+
+function latin1Bytes(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i) & 0xff;
+  return out;
 }
