@@ -32,7 +32,9 @@ export function entryFromWire(w: WireEntry, limits: { keyBytesMax: number; value
   if (!isHlc(hlc) || !Number.isSafeInteger(expiresMs) || expiresMs < 0) return undefined;
   if (w.key.length === 0 || w.key.length > limits.keyBytesMax || w.value.length > limits.valueBytesMax) return undefined;
   if (w.node.length === 0 || w.node.length > NODE_ID_BYTES_MAX) return undefined;
-  return { key: keyFromBytes(w.key), value: w.deleted ? undefined : w.value, hlc, node: w.node, expiresMs: w.deleted ? 0 : expiresMs };
+  // A copy: the decoded bytes are a view into the whole received frame, which
+  // a long-lived value would otherwise keep alive.
+  return { key: keyFromBytes(w.key), value: w.deleted ? undefined : w.value.slice(), hlc, node: w.node, expiresMs: w.deleted ? 0 : expiresMs };
 }
 
 export function versionToWire(v: KvVersion): Omit<WireVersion, '$typeName' | '$unknown'> {

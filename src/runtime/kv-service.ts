@@ -45,6 +45,13 @@ export interface KvServiceOptions {
   readonly syncBytesMax: number;
   readonly neighbours: () => readonly string[];
   readonly connection: (peerId: string) => FramedConnection | undefined;
+  /**
+   * Another node's overlay neighbours as this node computes them (the same
+   * rule on the same members), and since when that view has been stable;
+   * undefined while unknown.
+   */
+  readonly overlayOf: (peerId: string) => ReadonlySet<string> | undefined;
+  readonly overlayStableSinceMs: () => number;
   /** Oldest unreplicated change (wall ms, 0: none) each live member reported in its beacon. */
   readonly membersOldestPendingMs: () => readonly number[];
   /** Copies of each key (consistent hashing over the live members); undefined: every node holds every key. */
@@ -62,11 +69,11 @@ export const KV_SERVICE_DEFAULTS = Object.freeze({
   limits: KV_LIMITS_DEFAULT,
   keysMax: KV_REPLICA_DEFAULTS.keysMax,
   bucketCount: KV_REPLICA_DEFAULTS.bucketCount,
-  idleSyncIntervalMs: 30_000,
+  idleSyncIntervalMs: 10_000,
   tombstoneRetentionMs: 3_600_000,
   pendingWritesMax: 200_000,
-  syncVersionsMax: 50_000,
-  syncBytesMax: 2 * 1024 * 1024,
+  syncVersionsMax: 4_096,
+  syncBytesMax: 512 * 1024,
   replicas: undefined,
   partitionSyncIntervalMs: 5_000,
   requestTimeoutMs: 2_000,
@@ -76,6 +83,8 @@ interface PendingWrite {
   readonly entry: KvEntry;
   /** The neighbour it came from (not flooded back); undefined for our own writes. */
   readonly from: string | undefined;
+  /** It came by the sender's flood (which also reached the sender's other neighbours), not by anti-entropy. */
+  readonly flooded?: boolean;
 }
 
 /** The commit of one turn's writes: every writer of the turn waits on the same promise. */
@@ -103,6 +112,8 @@ function turnCommit(): TurnCommit {
 const PURGE_INTERVAL_MS = 60_000;
 /** The store's log is cleaned in steps of a few ms this often, at most CLEAN_BUDGET_MS per wake-up. */
 const CLEAN_INTERVAL_MS = 100;
+/** How long the overlay must have been unchanged before a node relies on its picture of other nodes' neighbours. */
+const OVERLAY_TRUST_AFTER_MS = 5_000;
 const CLEAN_BUDGET_MS = 10;
 /** The `from` of changes that came over a request connection rather than an overlay link. */
 const RPC_PEER = '';
@@ -380,7 +391,7 @@ export class KvService implements Service, KvAccess {
   onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): boolean {
     switch (env.body.case) {
       case 'kvBatch':
-        this.receive(peerId, env.body.value.entries);
+        this.receive(peerId, env.body.value.entries, !env.body.value.repair);
         return true;
       case 'kvSyncRequest':
         this.answerSync(peerId, env, conn);
@@ -447,7 +458,7 @@ export class KvService implements Service, KvAccess {
   }
 
   /** Applies changes from a peer; `commit` settles when the winners are on disk. */
-  private receive(peerId: string, entries: readonly WireEntry[]): { won: number; dropped: number; commit: Promise<void> } {
+  private receive(peerId: string, entries: readonly WireEntry[], flooded = false): { won: number; dropped: number; commit: Promise<void> } {
     const replica = this.replica;
     let won = 0;
     let dropped = 0;
@@ -477,7 +488,7 @@ export class KvService implements Service, KvAccess {
         } else this.stats.stale += 1;
         continue;
       }
-      this.enqueue({ entry, from: peerId });
+      this.enqueue({ entry, from: peerId, flooded });
       won += 1;
     }
     return { won, dropped, commit: won > 0 ? this.currentTurn().done : Promise.resolve() };
@@ -525,15 +536,25 @@ export class KvService implements Service, KvAccess {
     const neighbours = this.options.neighbours();
     if (neighbours.length === 0) return;
     const wire = batch.map((w) => entryToWire(w.entry));
-    const sources = new Set(batch.map((w) => w.from));
-    const framesFor = new Map<string | undefined, Uint8Array[]>();
+    const sources = [...new Set(batch.map((w) => w.from))];
+    // Trust our picture of a sender's neighbours only once the overlay has
+    // been still for a while: then every node computes the same one.
+    const trustOverlay = performance.now() - this.options.overlayStableSinceMs() >= OVERLAY_TRUST_AFTER_MS;
+    const framesFor = new Map<string, Uint8Array[]>();
     let unsent = false;
     for (const peer of neighbours) {
-      const excluded = sources.has(peer) ? peer : undefined;
-      let frames = framesFor.get(excluded);
+      // Not back to where a change came from; and not to a neighbour of the
+      // node whose flood brought it, which floods to all its neighbours
+      // (except its own sender, who has it): that one has it or will.
+      const backTo = sources.includes(peer) ? peer : undefined;
+      const coveredBy = trustOverlay ? sources.filter((src) => src !== undefined && src !== peer && this.options.overlayOf(src)?.has(peer) === true) : [];
+      const key = `${backTo ?? ''}\n${coveredBy.join('\n')}`;
+      let frames = framesFor.get(key);
       if (!frames) {
-        frames = this.encodeBatch(excluded === undefined ? wire : wire.filter((_, i) => batch[i]!.from !== excluded));
-        framesFor.set(excluded, frames);
+        const covered = new Set(coveredBy);
+        const keep = (w: PendingWrite): boolean => w.from === undefined || (w.from !== backTo && !(w.flooded === true && covered.has(w.from)));
+        frames = this.encodeBatch(backTo === undefined && covered.size === 0 ? wire : wire.filter((_, i) => keep(batch[i]!)));
+        framesFor.set(key, frames);
       }
       const conn = this.options.connection(peer);
       if (!conn) {
@@ -546,14 +567,14 @@ export class KvService implements Service, KvAccess {
     this.oldestUnsentMs = unsent ? this.oldestUnsentMs || hlcWallMs(batch[0]!.entry.hlc) : 0;
   }
 
-  private encodeBatch(entries: readonly WireEntry[]): Uint8Array[] {
+  private encodeBatch(entries: readonly WireEntry[], repair = false): Uint8Array[] {
     const frames: Uint8Array[] = [];
     let start = 0;
     let bytes = 0;
     for (let i = 0; i < entries.length; i++) {
       bytes += entries[i]!.key.length + entries[i]!.value.length + ENTRY_OVERHEAD_BYTES;
       if (bytes >= FRAME_BYTES_TARGET || i === entries.length - 1) {
-        frames.push(encodeEnvelopeFrame({ body: { case: 'kvBatch', value: { entries: entries.slice(start, i + 1) } } }));
+        frames.push(encodeEnvelopeFrame({ body: { case: 'kvBatch', value: { entries: entries.slice(start, i + 1), repair } } }));
         start = i + 1;
         bytes = 0;
       }
@@ -610,7 +631,7 @@ export class KvService implements Service, KvAccess {
         const buckets = answer.body.value.buckets.filter((b) => b < r.bucketCount);
         const plan = r.reconcile(buckets, versions);
         if (plan.push.length > 0) {
-          for (const f of this.encodeBatch(plan.push.map(entryToWire))) conn.sendFrame(f);
+          for (const f of this.encodeBatch(plan.push.map(entryToWire), true)) conn.sendFrame(f);
           this.stats.pushed += plan.push.length;
         }
         let fetched = 0;

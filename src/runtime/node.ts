@@ -1,7 +1,7 @@
 import { Membership, MEMBERSHIP_DEFAULTS } from '../core/membership.js';
 import type { BeaconInfo, BeaconSource, Member, MembershipConfig, MembershipEvent } from '../core/membership.js';
 import { ringNeighbours } from '../core/ring.js';
-import { dynamicNeighbours, staticNeighbours } from '../core/overlay.js';
+import { dynamicNeighbours, dynamicOverlay, staticNeighbours } from '../core/overlay.js';
 import type { Endpoint } from '../core/address.js';
 import type { RetentionPolicy } from '../store/gossip-store.js';
 import { GOSSIP_SERVICE_DEFAULTS, GossipService } from './gossip-service.js';
@@ -129,6 +129,10 @@ export class GrapevineNode {
   /** Overlay peers: what the links follow and gossip floods to. */
   private overlay: PeerEndpoint[] = [];
   private overlayIds: string[] = [];
+  /** Every node's overlay neighbours as this node computes them (the cache avoids sending what a neighbour's flood covers). */
+  private overlayGraph = new Map<string, Set<string>>();
+  private overlaySignature = '';
+  private overlayChangedAtMs = 0;
   private gossipService!: GossipService;
   private kvService!: KvService;
   private rpc!: PeerRpc;
@@ -236,6 +240,8 @@ export class GrapevineNode {
       connection: (peerId) => this.links.connectionTo(peerId),
       membersOldestPendingMs: () => this.membership.liveOthers().map((m) => m.oldestPendingMs),
       members: () => [self.id, ...this.membership.liveOthers().map((m) => m.id)],
+      overlayOf: (peerId) => this.overlayGraph.get(peerId),
+      overlayStableSinceMs: () => this.overlayChangedAtMs,
       rpc: (peerId) => this.rpc.connect(peerId),
     });
     this.lockService = new LockService({
@@ -424,7 +430,27 @@ export class GrapevineNode {
     }
     this.overlayIds = this.overlay.map((p) => p.id);
     this.links.setDesired(this.overlay);
+    this.updateOverlayGraph(self, live);
     this.kvService.onMembersChanged();
+  }
+
+  private updateOverlayGraph(self: Endpoint, live: readonly Endpoint[]): void {
+    const graph = new Map<string, Set<string>>();
+    if (this.config.staticLinks) {
+      for (const [a, b] of this.config.staticLinks) {
+        if (a === b) continue;
+        (graph.get(a) ?? graph.set(a, new Set()).get(a)!).add(b);
+        (graph.get(b) ?? graph.set(b, new Set()).get(b)!).add(a);
+      }
+    } else {
+      for (const [id, adj] of dynamicOverlay([self, ...live])) graph.set(id, adj);
+    }
+    const signature = [...graph].map(([id, adj]) => `${id}:${[...adj].sort().join(',')}`).sort().join(';');
+    if (signature !== this.overlaySignature) {
+      this.overlaySignature = signature;
+      this.overlayChangedAtMs = this.clock();
+    }
+    this.overlayGraph = graph;
   }
 
   private aliveCount(): number {

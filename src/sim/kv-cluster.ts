@@ -44,6 +44,10 @@ class KvSimNode {
   epoch = 0;
   neighbourIds: string[] = [];
   view = new Set<string>();
+  /** The overlay of its current view, and when that last changed (sim ms). */
+  overlay = new Map<string, Set<string>>();
+  overlayKey = '';
+  overlayChangedAtMs = 0;
   readonly disk = new SimKvDisk();
 
   constructor(
@@ -148,6 +152,7 @@ export class KvCluster {
     n.status = 'running';
     n.epoch += 1;
     n.view = new Set();
+    n.overlayKey = '';
     n.neighbourIds = [];
     n.service = new KvService({
       selfId: id,
@@ -159,6 +164,8 @@ export class KvCluster {
       wallMs: () => this.wallMs(id),
       dials: (peer) => shouldDial(n.spec, this.mustGet(peer).spec),
       neighbours: () => n.neighbourIds,
+      overlayOf: (peer) => n.overlay.get(peer),
+      overlayChangedAtMs: () => n.overlayChangedAtMs,
       notify: (call) => this.notify(call),
     }, n.disk);
     this.notify((l) => l.onLifecycle?.(id, 'start', this.nowMs));
@@ -198,7 +205,13 @@ export class KvCluster {
     const ids = new Set(view.map((o) => o.spec.id));
     for (const gone of n.view) if (!ids.has(gone)) n.service!.links.drop(gone);
     n.view = ids;
-    n.neighbourIds = [...this.overlayOf(view).get(self)!];
+    n.overlay = this.overlayOf(view);
+    const key = view.map((v) => v.spec.id).join(',');
+    if (key !== n.overlayKey) {
+      n.overlayKey = key;
+      n.overlayChangedAtMs = this.nowMs;
+    }
+    n.neighbourIds = [...n.overlay.get(self)!];
     n.service!.links.setDesired(n.neighbourIds);
     const { viewRefreshMsMin, viewRefreshMsMax } = this.knobsNow;
     this.scheduler.after(this.random.int(viewRefreshMsMin, viewRefreshMsMax), () => this.refreshView(n, epoch));

@@ -12,7 +12,7 @@ import type { StreamEnd, StreamHandler, StreamNet } from './streams.js';
  */
 export type KvFrame =
   | { readonly kind: 'hello' }
-  | { readonly kind: 'batch'; readonly entries: readonly KvEntry[] }
+  | { readonly kind: 'batch'; readonly entries: readonly KvEntry[]; readonly repair?: boolean }
   | { readonly kind: 'sync-request'; readonly id: number; readonly digest: Uint8Array }
   | { readonly kind: 'sync-response'; readonly id: number; readonly buckets: readonly number[]; readonly versions: readonly KvVersion[]; readonly more: boolean }
   | { readonly kind: 'fetch-request'; readonly id: number; readonly keys: readonly string[] }

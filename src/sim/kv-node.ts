@@ -43,6 +43,11 @@ export interface KvSimKnobs {
   readonly viewRefreshMsMax: number;
   /** kv-service.ts commits the turn's writes before an anti-entropy answer or push (true); false shows what that prevents. */
   readonly commitBeforeServing: boolean;
+  /**
+   * A node skips the neighbours its sender's flood covers once its overlay
+   * view has been still this long (kv-service.ts: 5 s); Infinity: never skips.
+   */
+  readonly overlayTrustAfterMs: number;
 }
 
 export const KV_SIM_DEFAULTS: KvSimKnobs = Object.freeze({
@@ -58,6 +63,7 @@ export const KV_SIM_DEFAULTS: KvSimKnobs = Object.freeze({
   viewRefreshMsMin: 200,
   viewRefreshMsMax: 1_000,
   commitBeforeServing: true,
+  overlayTrustAfterMs: 5_000,
 });
 
 /** What checkers hear about a run. */
@@ -85,6 +91,9 @@ export interface KvServiceContext {
   readonly wallMs: () => number;
   readonly dials: (peer: string) => boolean;
   readonly neighbours: () => readonly string[];
+  /** Another node's overlay neighbours in this node's view, and when that view last changed (sim ms). */
+  readonly overlayOf: (peer: string) => ReadonlySet<string> | undefined;
+  readonly overlayChangedAtMs: () => number;
   readonly notify: (call: (l: KvListener) => void) => void;
 }
 
@@ -93,6 +102,8 @@ interface PendingWrite {
   /** The neighbour it came from (not flooded back); undefined for our own writes. */
   readonly from: string | undefined;
   readonly writeId?: number;
+  /** It came by the sender's flood, not by anti-entropy. */
+  readonly flooded?: boolean;
 }
 
 export class KvService {
@@ -203,12 +214,19 @@ export class KvService {
     this.flood(batch);
   }
 
-  /** Each neighbour gets the batch's changes except those it sent us; no connection: anti-entropy catches it up later. */
+  /**
+   * Each neighbour gets the batch's changes except those it sent us, and
+   * (once the overlay view has been still for overlayTrustAfterMs) except
+   * those that came by the flood of a node it is a neighbour of, as
+   * kv-service.ts does; no connection: anti-entropy catches it up later.
+   */
   private flood(batch: readonly PendingWrite[]): void {
+    const trust = this.ctx.scheduler.nowMs - this.ctx.overlayChangedAtMs() >= this.ctx.knobs().overlayTrustAfterMs;
     for (const peer of this.ctx.neighbours()) {
       const conn = this.links.connectionTo(peer);
       if (!conn) continue;
-      for (const frame of this.framesOf(batch.filter((w) => w.from !== peer).map((w) => w.entry))) {
+      const keep = (w: PendingWrite): boolean => w.from === undefined || (w.from !== peer && !(trust && w.flooded === true && this.ctx.overlayOf(w.from)?.has(peer) === true));
+      for (const frame of this.framesOf(batch.filter(keep).map((w) => w.entry))) {
         conn.send(frame);
         this.stats.floodFrames += 1;
       }
@@ -216,7 +234,7 @@ export class KvService {
   }
 
   /** Batch frames of about frameBytesTarget bytes each, cut as the runtime's encodeBatch cuts them. */
-  private framesOf(entries: readonly KvEntry[]): KvFrame[] {
+  private framesOf(entries: readonly KvEntry[], repair = false): KvFrame[] {
     const target = this.ctx.knobs().frameBytesTarget;
     const frames: KvFrame[] = [];
     let start = 0;
@@ -224,7 +242,7 @@ export class KvService {
     for (let i = 0; i < entries.length; i++) {
       bytes += entries[i]!.key.length + (entries[i]!.value?.length ?? 0) + ENTRY_OVERHEAD_BYTES;
       if (bytes >= target || i === entries.length - 1) {
-        frames.push({ kind: 'batch', entries: entries.slice(start, i + 1) });
+        frames.push({ kind: 'batch', entries: entries.slice(start, i + 1), repair });
         start = i + 1;
         bytes = 0;
       }
@@ -238,7 +256,7 @@ export class KvService {
     if (!this.alive) return;
     switch (frame.kind) {
       case 'batch':
-        this.receive(peer, frame.entries);
+        this.receive(peer, frame.entries, frame.repair !== true);
         return;
       case 'sync-request':
         this.answerSync(peer, frame, conn);
@@ -256,7 +274,7 @@ export class KvService {
   }
 
   /** Applies a peer's entries; the winners go into the turn's commit. Returns how many won. */
-  private receive(peer: string, entries: readonly KvEntry[]): number {
+  private receive(peer: string, entries: readonly KvEntry[], flooded = false): number {
     const now = this.ctx.wallMs();
     let won = 0;
     for (const sent of entries) {
@@ -275,7 +293,7 @@ export class KvService {
         continue;
       }
       won += 1;
-      this.enqueue({ entry, from: peer });
+      this.enqueue({ entry, from: peer, flooded });
     }
     return won;
   }
@@ -350,7 +368,7 @@ export class KvService {
       const plan = r.reconcile(buckets, answer.versions);
       if (plan.push.length > 0) {
         const early = this.uncommittedOf(plan.push);
-        for (const frame of this.framesOf(plan.push)) conn.send(frame);
+        for (const frame of this.framesOf(plan.push, true)) conn.send(frame);
         this.stats.pushed += plan.push.length;
         this.noteServedEarly(peer, early);
         if (!this.alive) return;

@@ -92,6 +92,8 @@ export function runKvScenario(seed: number, options: KvScenarioOptions = {}): Kv
     viewRefreshMsMin: 200,
     viewRefreshMsMax: rng.int(300, 1_000),
     commitBeforeServing: options.commitBeforeServing ?? true,
+    // 0: even views that just changed (and may differ between nodes) are trusted.
+    overlayTrustAfterMs: rng.pick([0, 300, 5_000, Infinity]),
   };
   // Some runs kill a node right after an anti-entropy frame carried one of its
   // own writes that was not committed yet (the turn's commit never happens).
