@@ -129,7 +129,8 @@ export interface PartitionSettledReport {
 /**
  * The state a quiet partitioned cluster must reach once the faults stop
  * (every member running, every member's view exactly the members, nothing
- * waiting for a commit), with the owners computed from the members (all the
+ * waiting for a commit, no sync round under way that was planned before a
+ * hand-over), with the owners computed from the members (all the
  * nodes unless told):
  * (a) for every key, each of its owners holds the same entry, whose version
  *     is the highest (hlc, node) of the writes of that key that reached any
@@ -157,6 +158,9 @@ export function checkPartitionSettled(cluster: KvPartitionCluster, monitor: KvMo
   for (const id of ids) {
     const pending = cluster.node(id).service!.pendingCount;
     if (pending > 0) fail('settled', `${id} has ${pending} write(s) waiting for the commit`);
+    // A round planned before a hand-over brings the dropped bucket back (to hand it over again later).
+    const stale = cluster.node(id).service!.staleRounds;
+    if (stale > 0) fail('settled', `${id} has ${stale} sync round(s) under way that will fetch back a bucket it handed over`);
   }
   if (violations.length > 0) return { violations, keys: 0 };
 

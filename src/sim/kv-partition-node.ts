@@ -166,6 +166,8 @@ export class KvPartitionNode {
   private barriers: (() => void)[] = [];
   private flushScheduled = false;
   private readonly syncing = new Set<string>();
+  /** The bucket lists of the rounds syncAll planned, until each round ends (or never starts). */
+  private readonly rounds = new Set<readonly number[]>();
   private alive = true;
 
   constructor(
@@ -199,6 +201,17 @@ export class KvPartitionNode {
 
   get pendingCount(): number {
     return this.pending.length;
+  }
+
+  /**
+   * Sync rounds under way (or waiting for their connection) whose plan holds a
+   * bucket this node neither owns nor holds any more: planned before a
+   * hand-over, they will fetch that bucket back (and it is handed over again).
+   */
+  get staleRounds(): number {
+    let n = 0;
+    for (const round of this.rounds) if (round.some((b) => !this.owners.ownsBucket(b) && this.replica.bucketSize(b) === 0)) n += 1;
+    return n;
   }
 
   get isAlive(): boolean {
@@ -461,17 +474,24 @@ export class KvPartitionNode {
     this.owners.refresh();
     for (const [peer, buckets] of this.owners.syncPlan(this.replica.nonEmptyBuckets())) {
       if (this.syncing.has(peer)) continue;
-      this.rpc.connect(peer, (conn) => this.syncWith(peer, conn, buckets), () => undefined);
+      // As in kv-service: the plan is made now and used when the connection is there (a hand-over meanwhile
+      // may have dropped some of its buckets; the round then fetches them back, to hand them over again later).
+      this.rounds.add(buckets);
+      const ended = (): void => {
+        this.rounds.delete(buckets);
+      };
+      this.rpc.connect(peer, (conn) => this.syncWith(peer, conn, buckets, ended), ended);
     }
   }
 
   /** kv-service syncWith with `only`: one round over those buckets, then the hand-over of what every owner confirmed. */
-  private syncWith(peer: string, conn: RpcConn, only: readonly number[]): void {
-    if (!this.alive || this.syncing.has(peer)) return;
+  private syncWith(peer: string, conn: RpcConn, only: readonly number[], ended: () => void): void {
+    if (!this.alive || this.syncing.has(peer)) return ended();
     this.syncing.add(peer);
     this.stats.syncRounds += 1;
     const done = (again: boolean): void => {
       if (!this.alive) return;
+      ended();
       this.syncing.delete(peer);
       // setImmediate in the runtime: after the commit of the current turn.
       if (again) this.ctx.scheduler.after(this.ctx.knobs().turnMsMax, () => this.syncAll());
