@@ -20,6 +20,8 @@ held with that token, node unreachable, no quorum; 2 bad usage (key over
 
 const LOCK_OPTIONS = { ...TARGET_OPTIONS, ttl: { type: 'string' }, wait: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
 const TTL_MAX_MS = 600_000;
+/** The lock service's key limit (src/core/locks), checked here too so it is bad usage even when the node is down. */
+const LOCK_KEY_BYTES_MAX = 1_024;
 const USAGE_CODES = new Set(['bad_key', 'bad_ttl', 'bad_wait']);
 
 export async function lockMain(argv: string[]): Promise<number> {
@@ -34,6 +36,7 @@ export async function lockMain(argv: string[]): Promise<number> {
       if (rest.length !== 1) throw new UsageError('lock acquire takes one argument, the key (see grapevine lock --help)');
       const key = rest[0]!;
       if (key.length === 0) throw new UsageError('the key is empty');
+      if (Buffer.byteLength(key) > LOCK_KEY_BYTES_MAX) throw new UsageError(`the key is ${Buffer.byteLength(key)} bytes; the limit is ${LOCK_KEY_BYTES_MAX}`);
       const ttlMs = values.ttl !== undefined ? parsePositiveInt(values.ttl, '--ttl', TTL_MAX_MS) : 0;
       const waitMs = values.wait !== undefined ? parseNonNegativeInt(values.wait, '--wait', TTL_MAX_MS) : 0;
       return withLockClient(values, async (c, label) => {

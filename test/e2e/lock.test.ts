@@ -281,13 +281,9 @@ test('locks on 5 nodes: blocking and release, expiry, increasing tokens, fair co
     assert.equal(await clients.use('3', (cl) => cl.lockRelease(key, next.token)), true);
   });
 
-  // TODO(product bug, reported): LockService.release() answers from the holder node's acquirer
-  // alone. The acquirer does not learn that a release by token at another node (releaseByToken)
-  // ended its lease at the grantors, so the attempt stays 'held' until its validity ends and a
-  // second release at the holder node returns true (`grapevine lock release` exit 0) even though
-  // the lock was already released, and may by then be someone else's. The assertion below is the
-  // contract (HELP: exit 1 "not held with that token ... released"); todo until fixed.
-  await t.test('release by token at another node, then again at the holder node: the second exits 1', { todo: 'LockService.release trusts the local acquirer; see the comment above' }, async () => {
+  // Found by this test and fixed: the holder node answered a release from its own acquirer alone,
+  // which did not know a release by token at another node had ended the lease at the grantors.
+  await t.test('release by token at another node, then again at the holder node: the second exits 1', async () => {
     const key = 'release-elsewhere';
     const token = tokenOf(await c.lock('5', ['acquire', key, '--ttl', '10000']), 'acquire at node 5');
     record(key, token);
