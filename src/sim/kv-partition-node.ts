@@ -71,8 +71,8 @@ export interface KvPartitionKnobs {
 export const KV_PARTITION_SIM_DEFAULTS: KvPartitionKnobs = Object.freeze({
   turnMsMax: 2,
   syncIntervalMs: 5_000,
-  syncVersionsMax: 50_000,
-  syncBytesMax: 2 * 1024 * 1024,
+  syncVersionsMax: 4_096,
+  syncBytesMax: 512 * 1024,
   syncTimeoutMs: 30_000,
   requestTimeoutMs: 2_000,
   dialTimeoutMs: 2_000,

@@ -101,8 +101,8 @@ export function runKvPartitionScenario(seed: number, options: KvPartitionScenari
   const knobs: KvPartitionKnobs = {
     turnMsMax: rng.int(0, 5),
     syncIntervalMs: rng.chance(0.3) ? 5_000 : rng.int(300, 3_000),
-    syncVersionsMax: small ? rng.int(1, 6) : 50_000,
-    syncBytesMax: small ? rng.int(60, 400) : 2 * 1024 * 1024,
+    syncVersionsMax: small ? rng.int(1, 6) : 4_096,
+    syncBytesMax: small ? rng.int(60, 400) : 512 * 1024,
     syncTimeoutMs: 30_000,
     requestTimeoutMs: rng.chance(0.7) ? 2_000 : rng.int(100, 2_000),
     dialTimeoutMs: 2_000,
