@@ -37,8 +37,11 @@ export class KvPartition {
   private changedAtMs = -Infinity;
   private readonly outbox = new Map<string, OwnerBatch>();
   private flushScheduled = false;
-  /** Per bucket this node holds but no longer owns: the owners that confirmed they hold the same versions. */
-  private readonly confirmed = new Map<number, Set<string>>();
+  /**
+   * Per bucket this node holds but no longer owns: the owners that confirmed
+   * they hold the same versions, and the bucket's fingerprint they confirmed.
+   */
+  private readonly confirmed = new Map<number, { fingerprint: string; owners: Set<string> }>();
 
   constructor(private readonly options: KvPartitionOptions) {
     this.placement = new Placement([options.selfId], options.replicas, options.bucketCount);
@@ -139,16 +142,22 @@ export class KvPartition {
   /**
    * After a complete sync round with `peer` over `compared` buckets, of which
    * `differing` differed: the buckets this node may now drop, because every
-   * owner has confirmed it holds the same versions.
+   * owner has confirmed it holds the same versions — the same fingerprint
+   * (a write that lands here meanwhile changes it, and the confirmations
+   * start over, so the write is not dropped with the bucket).
    */
-  confirm(peer: string, compared: readonly number[], differing: ReadonlySet<number>): number[] {
+  confirm(peer: string, compared: readonly number[], differing: ReadonlySet<number>, fingerprintOf: (bucket: number) => string): number[] {
     const drop: number[] = [];
     for (const b of compared) {
       if (this.ownsBucket(b) || differing.has(b)) continue;
-      const set = this.confirmed.get(b) ?? new Set<string>();
-      set.add(peer);
-      this.confirmed.set(b, set);
-      if (this.owners(b).every((o) => set.has(o))) {
+      const fingerprint = fingerprintOf(b);
+      let c = this.confirmed.get(b);
+      if (!c || c.fingerprint !== fingerprint) {
+        c = { fingerprint, owners: new Set<string>() };
+        this.confirmed.set(b, c);
+      }
+      c.owners.add(peer);
+      if (this.owners(b).every((o) => c.owners.has(o))) {
         drop.push(b);
         this.confirmed.delete(b);
       }

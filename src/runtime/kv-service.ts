@@ -374,11 +374,16 @@ export class KvService implements Service, KvAccess {
   /** Stores the entries a writer sent this node as one of their owners; answers after the commit. */
   private answerApply(env: Envelope, conn: FramedConnection): void {
     if (env.body.case !== 'kvApplyRequest') return;
-    const { commit, dropped } = this.receive(RPC_PEER, env.body.value.entries);
-    if (dropped > 0) {
-      conn.reply(env, { body: { case: 'error', value: { code: 'busy', message: `${dropped} writes dropped: the write queue is full` } } });
+    const { dropped, future } = this.receive(RPC_PEER, env.body.value.entries);
+    if (dropped > 0 || future > 0) {
+      const why = dropped > 0 ? `${dropped} writes dropped: the write queue is full` : `${future} writes stamped more than 60 s ahead of this node's clock`;
+      conn.reply(env, { body: { case: 'error', value: { code: dropped > 0 ? 'busy' : 'clock', message: why } } });
       return;
     }
+    // After the commit of everything pending, not only of what won here: an
+    // entry that lost to a version still waiting for its commit is stored
+    // only once that commit is done (found by the partitioned simulation).
+    const commit = this.pending.length > 0 ? this.currentTurn().done : Promise.resolve();
     commit.then(
       () => conn.reply(env, { body: { case: 'kvApplyResponse', value: {} } }),
       (err: Error) => conn.reply(env, { body: { case: 'error', value: { code: 'unavailable', message: err.message } } }),
@@ -458,11 +463,12 @@ export class KvService implements Service, KvAccess {
   }
 
   /** Applies changes from a peer; `commit` settles when the winners are on disk. */
-  private receive(peerId: string, entries: readonly WireEntry[], flooded = false): { won: number; dropped: number; commit: Promise<void> } {
+  private receive(peerId: string, entries: readonly WireEntry[], flooded = false): { won: number; dropped: number; future: number; commit: Promise<void> } {
     const replica = this.replica;
     let won = 0;
     let dropped = 0;
-    if (!replica) return { won, dropped: entries.length, commit: Promise.resolve() };
+    let future = 0;
+    if (!replica) return { won, dropped: entries.length, future, commit: Promise.resolve() };
     const now = Date.now();
     const horizon = this.horizon(now);
     for (const w of entries) {
@@ -480,10 +486,11 @@ export class KvService implements Service, KvAccess {
         this.offences.warn('cache:overload', performance.now(), { pending: this.pending.length }, 'write queue full; dropped a change for anti-entropy to fetch again');
         continue;
       }
-      const future = replica.stats.future;
+      const futureBefore = replica.stats.future;
       if (!replica.apply(entry, now)) {
-        if (replica.stats.future > future) {
+        if (replica.stats.future > futureBefore) {
           this.stats.future += 1;
+          future += 1;
           this.offences.warn(`cache-clock:${peerId}`, performance.now(), { peer: peerId, node: entry.node, aheadMs: hlcWallMs(entry.hlc) - now }, 'refused a cache change stamped more than 60 s ahead of our clock (is a clock wrong?)');
         } else this.stats.stale += 1;
         continue;
@@ -491,7 +498,7 @@ export class KvService implements Service, KvAccess {
       this.enqueue({ entry, from: peerId, flooded });
       won += 1;
     }
-    return { won, dropped, commit: won > 0 ? this.currentTurn().done : Promise.resolve() };
+    return { won, dropped, future, commit: won > 0 ? this.currentTurn().done : Promise.resolve() };
   }
 
   private enqueue(w: PendingWrite): void {
@@ -618,8 +625,10 @@ export class KvService implements Service, KvAccess {
       this.syncing.delete(peerId);
       if (again) setImmediate(() => (only ? this.syncAll() : this.syncWith(peerId, conn)));
     };
+    // What the peer compares against: a hand-over may only drop a bucket as it was then.
+    const sent = replica.digest();
     conn
-      .request({ body: { case: 'kvSyncRequest', value: { bucketCount: replica.bucketCount, bucketHashes: replica.digest(), onlyBuckets: only ? [...only] : [] } } }, SYNC_TIMEOUT_MS)
+      .request({ body: { case: 'kvSyncRequest', value: { bucketCount: replica.bucketCount, bucketHashes: sent, onlyBuckets: only ? [...only] : [] } } }, SYNC_TIMEOUT_MS)
       .then(async (answer) => {
         if (answer.body.case !== 'kvSyncResponse' || !this.replica) return done(false);
         const r = this.replica;
@@ -628,7 +637,9 @@ export class KvService implements Service, KvAccess {
         // cache simulation): commit the turn's writes before pushing.
         this.flush();
         const versions = answer.body.value.versions.map(versionFromWire).filter((v) => v !== undefined);
-        const buckets = answer.body.value.buckets.filter((b) => b < r.bucketCount);
+        // A partitioned node keeps to buckets it still owns or holds (a hand-over may have dropped one since the round was planned).
+        const part = this.partition;
+        const buckets = answer.body.value.buckets.filter((b) => b < r.bucketCount && (!part || part.ownsBucket(b) || r.bucketSize(b) > 0));
         const plan = r.reconcile(buckets, versions);
         if (plan.push.length > 0) {
           for (const f of this.encodeBatch(plan.push.map(entryToWire), true)) conn.sendFrame(f);
@@ -647,18 +658,25 @@ export class KvService implements Service, KvAccess {
         this.stats.synced += fetched;
         if (fetched > 0 || plan.push.length > 0) this.options.log.debug({ peer: peerId, fetched, pushed: plan.push.length, buckets: buckets.length }, 'cache anti-entropy');
         const more = answer.body.value.more || truncated;
-        if (only && !more && this.partition) this.handOver(peerId, only, new Set(buckets));
+        if (only && !more && this.partition) this.handOver(peerId, only, new Set(buckets), sent);
         done(more);
       })
       .catch(() => done(false));
   }
 
   /** Drops the buckets this node no longer owns once every owner holds the same versions. */
-  private handOver(peerId: string, compared: readonly number[], differing: ReadonlySet<number>): void {
+  private handOver(peerId: string, compared: readonly number[], differing: ReadonlySet<number>, sent: Uint8Array): void {
     const replica = this.replica;
     const partition = this.partition;
     if (!replica || !partition) return;
-    for (const bucket of partition.confirm(peerId, compared, differing)) {
+    // The peer confirmed the versions of the digest we sent; a bucket that
+    // changed since (a write applied meanwhile) is not confirmed (found by
+    // the partitioned-cache simulation: an acknowledged write was dropped).
+    const now = replica.digest();
+    const fingerprint = (d: Uint8Array, b: number): string => Buffer.from(d.buffer, d.byteOffset + b * 8, 8).toString('hex');
+    const unconfirmed = new Set(differing);
+    for (const b of compared) if (fingerprint(now, b) !== fingerprint(sent, b)) unconfirmed.add(b);
+    for (const bucket of partition.confirm(peerId, compared, unconfirmed, (b) => fingerprint(sent, b))) {
       const keys = replica.dropBucket(bucket);
       try {
         this.store?.remove(keys);

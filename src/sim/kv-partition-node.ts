@@ -46,7 +46,7 @@ export interface KvPartitionKnobs {
   readonly pendingWritesMax: number;
   readonly handoffWindowMs: number;
   /**
-   * PROPOSED FIX, off by default (the runtime as it is): a bucket is handed
+   * As kv-service does (the fix this simulation found; false shows the bug): a bucket is handed
    * over only if its fingerprint is still the one the owners confirmed (the
    * digest of the round), and a confirmation counts only for the fingerprint
    * it was given for. Without it, an entry that arrives while the last
@@ -54,14 +54,14 @@ export interface KvPartitionKnobs {
    */
   readonly handOverChecksFingerprint: boolean;
   /**
-   * PROPOSED FIX, off by default: an owner answers an apply request after the
+   * As kv-service does (found by this simulation): an owner answers an apply request after the
    * commit of everything it holds uncommitted. Without it, an entry that lost
    * to an uncommitted newer version is acknowledged at once, and a crash
    * before the commit loses both.
    */
   readonly applyAnswersAfterCommit: boolean;
   /**
-   * PROPOSED FIX, off by default: an owner that refuses an entry stamped too
+   * As kv-service does (found by this simulation): an owner that refuses an entry stamped too
    * far ahead of its clock answers the apply with an error instead of success,
    * so the writer does not count it as stored.
    */
@@ -79,13 +79,13 @@ export const KV_PARTITION_SIM_DEFAULTS: KvPartitionKnobs = Object.freeze({
   frameBytesTarget: 1024 * 1024,
   pendingWritesMax: 200_000,
   handoffWindowMs: 10_000,
-  handOverChecksFingerprint: false,
-  applyAnswersAfterCommit: false,
-  applyRefusesFuture: false,
+  handOverChecksFingerprint: true,
+  applyAnswersAfterCommit: true,
+  applyRefusesFuture: true,
 });
 
-/** Every proposed fix of kv-service/kv-partition on (see KvPartitionKnobs). */
-export const KV_PARTITION_FIXES: Partial<KvPartitionKnobs> = Object.freeze({
+/** The fixes kv-service/kv-partition now have, all on (see KvPartitionKnobs). */
+export const KV_PARTITION_FIXES: Pick<KvPartitionKnobs, 'handOverChecksFingerprint' | 'applyAnswersAfterCommit' | 'applyRefusesFuture'> = Object.freeze({
   handOverChecksFingerprint: true,
   applyAnswersAfterCommit: true,
   applyRefusesFuture: true,
@@ -538,7 +538,7 @@ export class KvPartitionNode {
     let confirmable = differing;
     let fingerprints: ((bucket: number) => string) | undefined;
     if (this.ctx.knobs().handOverChecksFingerprint) {
-      // PROPOSED FIX: the peer confirmed the versions of the digest we sent; a
+      // The fix (kv-service handOver): the peer confirmed the versions of the digest we sent; a
       // bucket that changed since (an apply, a push, a fetch of another round)
       // is not confirmed, and a confirmation holds for that fingerprint only.
       const now = this.replica.digest();

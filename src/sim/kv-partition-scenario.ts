@@ -15,9 +15,10 @@ export interface KvPartitionScenarioOptions {
   /** How long after the faults stop the cluster may take to settle (simulated ms). */
   readonly settleLimitMs?: number;
   /**
-   * The proposed fixes of kv-service/kv-partition (KV_PARTITION_FIXES: hand-over
+   * The fixes kv-service/kv-partition have (KV_PARTITION_FIXES: hand-over
    * checks the fingerprint the owners confirmed, apply answers after the
-   * commit, a too-far-ahead stamp fails the apply); false: the runtime as it is.
+   * commit, a too-far-ahead stamp fails the apply); default true. False: the
+   * runtime as it was before them, to show what they prevent.
    */
   readonly fixes?: boolean;
 }
@@ -109,8 +110,7 @@ export function runKvPartitionScenario(seed: number, options: KvPartitionScenari
     frameBytesTarget: small ? rng.int(60, 300) : 1024 * 1024,
     pendingWritesMax: rng.chance(0.15) ? rng.int(2, 12) : 200_000,
     handoffWindowMs: 10_000,
-    ...KV_PARTITION_SIM_DEFAULTS_FIXES_OFF,
-    ...(options.fixes ? KV_PARTITION_FIXES : {}),
+    ...(options.fixes === false ? KV_PARTITION_SIM_DEFAULTS_FIXES_OFF : KV_PARTITION_FIXES),
   };
   const membership: MembershipDelays = {
     deadMsMin: rng.int(200, 1_500),

@@ -7,7 +7,7 @@
 //   node --import tsx --test test/sim/kv-partition.sim.test.ts             seeds 1..200 + scenarios
 //   SEEDS=2000 node --import tsx --test test/sim/kv-partition.sim.test.ts  seeds 1..2000
 //   SEED=184 node --import tsx --test test/sim/kv-partition.sim.test.ts    only seed 184 (replay)
-//   FIXES=1 ...                                                             with the proposed kv-service fixes
+//   FIXES=0 ...                                                             without the kv-service fixes this simulation found
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KvEntry } from '../../src/core/kv/entry.js';
@@ -27,12 +27,12 @@ const SEEDS_DEFAULT = 200;
 const REPLAY = 'node --import tsx --test test/sim/kv-partition.sim.test.ts';
 const seeds = selectSeeds(SEEDS_DEFAULT);
 const only = process.env.SEED;
-const fixes = process.env.FIXES === '1';
+const fixes = process.env.FIXES !== '0';
 
 /**
- * Seeds that fail with kv-service as it is, for a known bug (reported; the
- * proposed fix is the sim's knob named here). They run as todo tests, and
- * must pass with the fixes.
+ * Seeds that failed before kv-service had the fixes this simulation found
+ * (the sim's knob named here); with FIXES=0 they run as todo tests, and by
+ * default they must pass.
  */
 const KNOWN_AS_IS: ReadonlyMap<number, string> = new Map([
   [184, 'kv-service handOver drops a bucket that an apply changed while the last owner\'s confirmation was on its way (R=1, a writer whose view still had the old owner): an acknowledged delete is lost. Proposed fix: handOverChecksFingerprint'],
@@ -42,7 +42,7 @@ function report(r: KvPartitionScenarioResult): string {
   return [
     `SEED=${r.seed}: ${r.nodeCount} nodes, R=${r.replicas}, ${r.keyCount} keys, ${r.bucketCount} buckets, clock skew ${r.skewMs} ms, faults ${JSON.stringify(r.counts.faults)}: ${r.violations.length} invariant violation(s)`,
     ...r.violations.slice(0, 20).map((v) => `  t=${v.atMs} [${v.invariant}] ${v.detail}`),
-    `replay: SEED=${r.seed}${fixes ? ' FIXES=1' : ''} ${REPLAY}`,
+    `replay: SEED=${r.seed}${fixes ? '' : ' FIXES=0'} ${REPLAY}`,
     `counts: ${JSON.stringify(r.counts)}`,
     'what happened:',
     ...r.trace.map((line) => `  ${line}`),
@@ -52,7 +52,7 @@ function report(r: KvPartitionScenarioResult): string {
 const results: KvPartitionScenarioResult[] = [];
 const startedMs = performance.now();
 
-describe(`partitioned cache under random faults (${seeds.length} seed${seeds.length === 1 ? '' : 's'}${fixes ? ', with the proposed fixes' : ''})`, () => {
+describe(`partitioned cache under random faults (${seeds.length} seed${seeds.length === 1 ? '' : 's'}${fixes ? '' : ', without the fixes'})`, () => {
   for (const seed of seeds) {
     const known = fixes ? undefined : KNOWN_AS_IS.get(seed);
     test(`seed ${seed}`, known ? { todo: known } : {}, () => {
@@ -328,40 +328,40 @@ if (only === undefined) {
       assert.deepEqual(checkPartitionReads(c, monitor, [...Array(60).keys()].map((i) => `key:${i}`), 5_000), []);
     });
 
-    test('with the proposed fix, the hand-over race keeps the write: the bucket changed during the round, so it is not dropped', () => {
+    test('with the fix, the hand-over race keeps the write: the bucket changed during the round, so it is not dropped', () => {
       const { c, monitor, pmon, key, Y } = handOverRace(KV_PARTITION_FIXES);
       settle(c, monitor, pmon, 10_000, true);
       assert.deepEqual(holders(c, key), [Y]);
     });
 
-    test('kv-service as it is: the hand-over race loses an acknowledged write', { todo: 'kv-service handOver: confirm the fingerprint the owners saw (proposed fix: handOverChecksFingerprint)' }, () => {
-      const { c, monitor, pmon } = handOverRace({});
-      settle(c, monitor, pmon, 10_000, true);
+    test('without the fix (kv-service before it), the hand-over race loses an acknowledged write, and the checker says so', () => {
+      const { c, monitor, pmon } = handOverRace({ handOverChecksFingerprint: false });
+      assert.throws(() => settle(c, monitor, pmon, 10_000, true));
     });
 
-    test('with the proposed fix, an apply that lost to an uncommitted version is answered after the commit: the crash leaves it unacknowledged', () => {
+    test('with the fix, an apply that lost to an uncommitted version is answered after the commit: the crash leaves it unacknowledged', () => {
       const { c, monitor, pmon, outcome } = staleApplyThenCrash(KV_PARTITION_FIXES);
       assert.equal(outcome, 'unavailable');
       settle(c, monitor, pmon, 10_000);
     });
 
-    test('kv-service as it is: an apply that lost to an uncommitted version is acknowledged, and a crash before the commit loses it', { todo: 'kv-service answerApply: answer after the commit of what is pending (proposed fix: applyAnswersAfterCommit)' }, () => {
-      const { c, monitor, pmon, outcome } = staleApplyThenCrash({});
+    test('without the fix, an apply that lost to an uncommitted version is acknowledged, and a crash before the commit loses it', () => {
+      const { c, monitor, pmon, outcome } = staleApplyThenCrash({ applyAnswersAfterCommit: false });
       assert.equal(outcome, 'acknowledged');
-      settle(c, monitor, pmon, 10_000);
+      assert.throws(() => settle(c, monitor, pmon, 10_000));
     });
 
-    test('with the proposed fix, a stamp too far ahead for every owner is not acknowledged', () => {
+    test('with the fix, a stamp too far ahead for every owner is not acknowledged', () => {
       const { c, monitor, pmon, key, outcome } = futureStampAtNonOwner(KV_PARTITION_FIXES);
       assert.equal(outcome, 'unavailable');
       assert.deepEqual(holders(c, key), []);
       settle(c, monitor, pmon, 5_000);
     });
 
-    test('kv-service as it is: a stamp every owner refuses as too far ahead is acknowledged and stored nowhere', { todo: 'kv-service answerApply: a refused (future) entry must fail the apply (proposed fix: applyRefusesFuture)' }, () => {
-      const { c, monitor, pmon, outcome } = futureStampAtNonOwner({});
+    test('without the fix, a stamp every owner refuses as too far ahead is acknowledged and stored nowhere', () => {
+      const { c, monitor, pmon, outcome } = futureStampAtNonOwner({ applyRefusesFuture: false });
       assert.equal(outcome, 'acknowledged');
-      settle(c, monitor, pmon, 5_000);
+      assert.throws(() => settle(c, monitor, pmon, 5_000));
     });
   });
 }
