@@ -65,17 +65,29 @@ export class BeaconService implements Service {
 
   /** Multicasts `beacon` and also unicasts it to `unicastTargets`. Errors are logged, not thrown. */
   send(beacon: BeaconInfo, unicastTargets: readonly { host: string; port: number }[] = []): void {
+    void this.sendAll(beacon, unicastTargets);
+  }
+
+  /**
+   * The same, resolving once the datagrams left (or failed): a leaving node
+   * waits for it before it closes the socket, which would cancel them.
+   */
+  sendAll(beacon: BeaconInfo, unicastTargets: readonly { host: string; port: number }[] = []): Promise<void> {
     const sender = this.sender;
-    if (!sender) return;
+    if (!sender) return Promise.resolve();
+    const sends: Promise<unknown>[] = [];
     const bytes = encodeDatagram({ body: { case: 'beacon', value: beaconToWire(beacon) } });
     const targets = [{ host: this.options.multicast.group, port: this.options.multicast.port }, ...unicastTargets];
     for (const t of targets) {
       this.datagramsSent += 1;
       this.bytesSent += bytes.length;
-      sendDatagram(sender, bytes, t.port, t.host).catch((err: Error) => {
-        this.offences.warn(`send:${t.host}:${t.port}`, this.options.clock(), { err: err.message, to: `${t.host}:${t.port}` }, 'beacon send failed');
-      });
+      sends.push(
+        sendDatagram(sender, bytes, t.port, t.host).catch((err: Error) => {
+          this.offences.warn(`send:${t.host}:${t.port}`, this.options.clock(), { err: err.message, to: `${t.host}:${t.port}` }, 'beacon send failed');
+        }),
+      );
     }
+    return Promise.all(sends).then(() => undefined);
   }
 
   private onDatagram(msg: Buffer, from: string, via: 'multicast' | 'unicast'): void {

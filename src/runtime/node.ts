@@ -106,6 +106,8 @@ export interface NodeStatus {
 
 /** Request connections to members beyond the overlay links (lock votes, a partitioned cache's owners). */
 const RPC_CONNECTIONS_MAX = 256;
+/** A leaving node waits this long at most for its leave beacon to go out. */
+const LEAVE_SEND_WAIT_MS = 500;
 
 /** Handles one request from a client connection (the api layer installs one). */
 export type ClientHandler = (env: Envelope, conn: FramedConnection) => void;
@@ -268,7 +270,8 @@ export class GrapevineNode {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
-    this.beacons.send(this.membership.leaveBeacon(), this.unicastTargets());
+    // Sent before anything closes: closing the beacon socket would cancel it.
+    await Promise.race([this.beacons.sendAll(this.membership.leaveBeacon(), this.unicastTargets()), new Promise((r) => setTimeout(r, LEAVE_SEND_WAIT_MS))]);
     this.rpc.close();
     await this.supervisor.stop();
     await this.listener.stop();

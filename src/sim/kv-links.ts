@@ -1,5 +1,6 @@
 import type { KvEntry, KvVersion } from '../core/kv/entry.js';
 import type { Scheduler } from './scheduler.js';
+import { SimRequestConn } from './request-conn.js';
 import type { StreamEnd, StreamHandler, StreamNet } from './streams.js';
 
 /**
@@ -20,82 +21,11 @@ export type KvFrame =
 
 export type KvRequest = Extract<KvFrame, { kind: 'sync-request' | 'fetch-request' }>;
 export type KvResponse = Extract<KvFrame, { kind: 'sync-response' | 'fetch-response' }>;
-type Unnumbered<T> = T extends { readonly id: number } ? Omit<T, 'id'> : never;
 
 export const KV_PORT = 7_400;
 
-interface Waiting {
-  readonly answer: (frame: KvResponse) => void;
-  readonly fail: () => void;
-  readonly timer: { cancel(): void };
-}
-
 /** One handshaken connection: frames out, requests with their answers. */
-export class KvConn {
-  private readonly waiting = new Map<number, Waiting>();
-  private nextId = 1;
-  private closedNow = false;
-
-  constructor(
-    private readonly end: StreamEnd<KvFrame>,
-    private readonly scheduler: Scheduler,
-  ) {}
-
-  get peer(): string {
-    return this.end.peer;
-  }
-
-  get isClosed(): boolean {
-    return this.closedNow || !this.end.open;
-  }
-
-  send(frame: KvFrame): boolean {
-    return !this.isClosed && this.end.send(frame);
-  }
-
-  /** `answer` or `fail` is called once: fail on a timeout or when the connection closes first. */
-  request(init: Unnumbered<KvRequest>, timeoutMs: number, answer: (frame: KvResponse) => void, fail: () => void): void {
-    if (this.isClosed) return this.later(fail);
-    const id = this.nextId++;
-    const timer = this.scheduler.after(timeoutMs, () => {
-      if (this.waiting.delete(id)) fail();
-    });
-    this.waiting.set(id, { answer, fail, timer });
-    this.send({ ...init, id } as KvRequest);
-  }
-
-  reply(request: KvRequest, frame: Unnumbered<KvResponse>): boolean {
-    return this.send({ ...frame, id: request.id } as KvResponse);
-  }
-
-  /** A response frame: true when it answered one of our requests. */
-  take(frame: KvResponse): boolean {
-    const w = this.waiting.get(frame.id);
-    if (!w) return false;
-    this.waiting.delete(frame.id);
-    w.timer.cancel();
-    w.answer(frame);
-    return true;
-  }
-
-  /** Closes (gracefully when the stream is still up) and fails every open request. */
-  close(): void {
-    if (this.closedNow) return;
-    this.closedNow = true;
-    this.end.close();
-    for (const w of this.waiting.values()) {
-      w.timer.cancel();
-      this.later(w.fail);
-    }
-    this.waiting.clear();
-  }
-
-  // A promise rejected by close() runs its handler after the current task, as a
-  // microtask does: the code that closed the connection finishes first.
-  private later(run: () => void): void {
-    this.scheduler.after(0, run);
-  }
-}
+export class KvConn extends SimRequestConn<KvFrame, KvRequest, KvResponse> {}
 
 export interface KvLinksOptions {
   readonly self: string;

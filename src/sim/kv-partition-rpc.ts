@@ -1,5 +1,6 @@
 import type { KvEntry, KvVersion } from '../core/kv/entry.js';
 import type { Scheduler } from './scheduler.js';
+import { SimRequestConn } from './request-conn.js';
 import type { StreamEnd, StreamHandler, StreamNet } from './streams.js';
 
 /**
@@ -14,8 +15,7 @@ import type { StreamEnd, StreamHandler, StreamNet } from './streams.js';
  * The frames are kv-service's partitioned ones: apply (a writer's entries
  * to an owner), get with `local` (a non-owner's read), sync with `onlyBuckets`
  * and fetch (co-owner anti-entropy and hand-over), and the batch a sync
- * pushes. (KvConn of kv-links.ts is typed to the overlay's frames, so the
- * request/answer bookkeeping is restated here for these.)
+ * pushes.
  */
 export type PartFrame =
   | { readonly kind: 'hello' }
@@ -32,86 +32,16 @@ export type PartFrame =
 
 export type PartRequest = Extract<PartFrame, { kind: 'apply-request' | 'get-request' | 'sync-request' | 'fetch-request' }>;
 export type PartResponse = Extract<PartFrame, { kind: 'apply-response' | 'get-response' | 'sync-response' | 'fetch-response' | 'error' }>;
-type Unnumbered<T> = T extends { readonly id: number } ? Omit<T, 'id'> : never;
 
 /** The client port every member listens on. */
 export const RPC_PORT = 7_500;
-
-interface Waiting {
-  readonly answer: (frame: PartResponse) => void;
-  readonly fail: () => void;
-  readonly timer: { cancel(): void };
-}
 
 export function isResponse(frame: PartFrame): frame is PartResponse {
   return frame.kind === 'apply-response' || frame.kind === 'get-response' || frame.kind === 'sync-response' || frame.kind === 'fetch-response' || frame.kind === 'error';
 }
 
 /** One handshaken request connection (FramedConnection.request/reply). */
-export class RpcConn {
-  private readonly waiting = new Map<number, Waiting>();
-  private nextId = 1;
-  private closedNow = false;
-
-  constructor(
-    private readonly end: StreamEnd<PartFrame>,
-    private readonly scheduler: Scheduler,
-  ) {}
-
-  get peer(): string {
-    return this.end.peer;
-  }
-
-  get isClosed(): boolean {
-    return this.closedNow || !this.end.open;
-  }
-
-  send(frame: PartFrame): boolean {
-    return !this.isClosed && this.end.send(frame);
-  }
-
-  /** `answer` or `fail` is called once: fail on a timeout or when the connection closes first. */
-  request(init: Unnumbered<PartRequest>, timeoutMs: number, answer: (frame: PartResponse) => void, fail: () => void): void {
-    if (this.isClosed) return this.later(fail);
-    const id = this.nextId++;
-    const timer = this.scheduler.after(timeoutMs, () => {
-      if (this.waiting.delete(id)) fail();
-    });
-    this.waiting.set(id, { answer, fail, timer });
-    this.send({ ...init, id } as PartRequest);
-  }
-
-  reply(request: PartRequest, frame: Unnumbered<PartResponse>): boolean {
-    return this.send({ ...frame, id: request.id } as PartResponse);
-  }
-
-  /** A response frame: true when it answered one of our requests. */
-  take(frame: PartResponse): boolean {
-    const w = this.waiting.get(frame.id);
-    if (!w) return false;
-    this.waiting.delete(frame.id);
-    w.timer.cancel();
-    w.answer(frame);
-    return true;
-  }
-
-  /** Closes (gracefully when the stream is still up) and fails every open request. */
-  close(): void {
-    if (this.closedNow) return;
-    this.closedNow = true;
-    this.end.close();
-    for (const w of this.waiting.values()) {
-      w.timer.cancel();
-      this.later(w.fail);
-    }
-    this.waiting.clear();
-  }
-
-  // A rejected promise's handler runs after the current task (a microtask).
-  private later(run: () => void): void {
-    this.scheduler.after(0, run);
-  }
-}
+export class RpcConn extends SimRequestConn<PartFrame, PartRequest, PartResponse> {}
 
 export interface PeerRpcOptions {
   readonly self: string;
