@@ -1,4 +1,5 @@
 import type { Endpoint } from '../core/address.js';
+import { NetFaults } from './net-faults.js';
 import { GOSSIP_DEFAULTS } from '../core/gossip/gossip.js';
 import { GossipCluster } from './gossip-cluster.js';
 import type { GossipSimKnobs, OverlaySpec } from './gossip-cluster.js';
@@ -94,8 +95,7 @@ export function runGossipScenario(seed: number, options: GossipScenarioOptions =
   if (overlayKind === 'static') log(`links ${links.map(([a, b]) => `${a}-${b}`).join(' ')}`);
 
   let faultsOver = false;
-  let partitionGeneration = 0;
-  const cutGeneration = new Map<string, number>();
+  const netFaults = new NetFaults(net, cluster.scheduler, rng, log, () => faultsOver);
   const gone = new Set<string>();
   const goneMax = rng.chance(0.25) ? rng.int(1, 2) : 0;
 
@@ -128,30 +128,9 @@ export function runGossipScenario(seed: number, options: GossipScenarioOptions =
     if (faultsOver) return;
     const kind = rng.pick(['partition', 'partition', 'cut', 'crash', 'crash', 'crash-in-flight', 'crash-in-flight', 'gone', 'loss'] as const);
     if (kind === 'partition') {
-      const sideCount = rng.int(2, 3);
-      const sides: string[][] = Array.from({ length: sideCount }, () => []);
-      for (const id of ids) sides[rng.int(0, sideCount - 1)]!.push(id);
-      const durationMs = rng.int(300, 8_000);
-      const generation = ++partitionGeneration;
-      net.partition(sides);
-      log(`partition ${sides.map((s) => `[${s.join(',')}]`).join(' ')} for ${durationMs} ms`);
-      cluster.scheduler.after(durationMs, () => {
-        if (faultsOver || generation !== partitionGeneration) return;
-        net.heal();
-        log('heal');
-      });
+      netFaults.partition(ids, 300, 8_000);
     } else if (kind === 'cut') {
-      const id = rng.pick(ids);
-      const durationMs = rng.int(200, 5_000);
-      const generation = (cutGeneration.get(id) ?? 0) + 1;
-      cutGeneration.set(id, generation);
-      net.cutLink(id);
-      log(`cut ${id} for ${durationMs} ms`);
-      cluster.scheduler.after(durationMs, () => {
-        if (faultsOver || cutGeneration.get(id) !== generation) return;
-        net.restoreLink(id);
-        log(`restore ${id}`);
-      });
+      netFaults.cut(ids, 200, 5_000);
     } else if (kind === 'crash' || kind === 'gone') {
       const id = randomRunning();
       if (!id) return log(`${kind}: no running node`);

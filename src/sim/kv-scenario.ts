@@ -1,4 +1,5 @@
 import type { Endpoint } from '../core/address.js';
+import { NetFaults } from './net-faults.js';
 import { KV_SIM_EPOCH_MS, KvCluster } from './kv-cluster.js';
 import type { KvClockSpec, KvSimKnobs } from './kv-cluster.js';
 import { checkKvConverged, KvMonitor } from './kv-invariants.js';
@@ -117,8 +118,7 @@ export function runKvScenario(seed: number, options: KvScenarioOptions = {}): Kv
   log(`kv ${JSON.stringify(knobs)}`);
 
   let faultsOver = false;
-  let partitionGeneration = 0;
-  const cutGeneration = new Map<string, number>();
+  const netFaults = new NetFaults(net, cluster.scheduler, rng, log, () => faultsOver);
   const faults: Record<string, number> = {};
 
   const randomRunning = (): string | undefined => {
@@ -174,30 +174,9 @@ export function runKvScenario(seed: number, options: KvScenarioOptions = {}): Kv
     const kind: FaultKind = rng.pick(FAULTS);
     faults[kind] = (faults[kind] ?? 0) + 1;
     if (kind === 'partition') {
-      const sideCount = rng.int(2, 3);
-      const sides: string[][] = Array.from({ length: sideCount }, () => []);
-      for (const id of ids) sides[rng.int(0, sideCount - 1)]!.push(id);
-      const durationMs = rng.int(300, 5_000);
-      const generation = ++partitionGeneration;
-      net.partition(sides);
-      log(`partition ${sides.map((s) => `[${s.join(',')}]`).join(' ')} for ${durationMs} ms`);
-      cluster.scheduler.after(durationMs, () => {
-        if (faultsOver || generation !== partitionGeneration) return;
-        net.heal();
-        log('heal');
-      });
+      netFaults.partition(ids, 300, 5_000);
     } else if (kind === 'cut') {
-      const id = rng.pick(ids);
-      const durationMs = rng.int(200, 4_000);
-      const generation = (cutGeneration.get(id) ?? 0) + 1;
-      cutGeneration.set(id, generation);
-      net.cutLink(id);
-      log(`cut ${id} for ${durationMs} ms`);
-      cluster.scheduler.after(durationMs, () => {
-        if (faultsOver || cutGeneration.get(id) !== generation) return;
-        net.restoreLink(id);
-        log(`restore ${id}`);
-      });
+      netFaults.cut(ids, 200, 4_000);
     } else if (kind === 'crash') {
       const id = randomRunning();
       if (id) crash(id, '');

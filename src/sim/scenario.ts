@@ -1,4 +1,5 @@
 import type { Endpoint } from '../core/address.js';
+import { NetFaults } from './net-faults.js';
 import { checkConverged, SafetyMonitor } from './invariants.js';
 import type { Violation } from './invariants.js';
 import { MembershipCluster } from './membership-cluster.js';
@@ -60,8 +61,7 @@ export function runRandomScenario(seed: number, options: RandomScenarioOptions =
   log(`${nodeCount} nodes, faults until ${faultPhaseMs} ms, network ${JSON.stringify(net.knobs)}`);
 
   let faultsOver = false;
-  let partitionGeneration = 0;
-  const cutGeneration = new Map<string, number>();
+  const netFaults = new NetFaults(net, cluster.scheduler, rng, log, () => faultsOver);
   const ids = nodes.map((n) => n.id);
   const runningIds = (): string[] => cluster.running().map((n) => n.id);
 
@@ -70,30 +70,9 @@ export function runRandomScenario(seed: number, options: RandomScenarioOptions =
     const live = runningIds();
     const remainingMs = faultPhaseMs - cluster.nowMs;
     if (kind === 'partition') {
-      const sideCount = rng.int(2, 3);
-      const sides: string[][] = Array.from({ length: sideCount }, () => []);
-      for (const id of ids) sides[rng.int(0, sideCount - 1)]!.push(id);
-      const durationMs = rng.int(300, 10_000);
-      const generation = ++partitionGeneration;
-      net.partition(sides);
-      log(`partition ${sides.map((s) => `[${s.join(',')}]`).join(' ')} for ${durationMs} ms`);
-      cluster.scheduler.after(durationMs, () => {
-        if (faultsOver || generation !== partitionGeneration) return;
-        net.heal();
-        log('heal');
-      });
+      netFaults.partition(ids, 300, 10_000);
     } else if (kind === 'cut') {
-      const id = rng.pick(ids);
-      const durationMs = rng.int(200, 6_000);
-      const generation = (cutGeneration.get(id) ?? 0) + 1;
-      cutGeneration.set(id, generation);
-      net.cutLink(id);
-      log(`cut ${id} for ${durationMs} ms`);
-      cluster.scheduler.after(durationMs, () => {
-        if (faultsOver || cutGeneration.get(id) !== generation) return;
-        net.restoreLink(id);
-        log(`restore ${id}`);
-      });
+      netFaults.cut(ids, 200, 6_000);
     } else if (kind === 'crash' || kind === 'leave') {
       const candidates = kind === 'crash' ? live : live.filter((id) => !cluster.node(id).stalled);
       if (candidates.length === 0) return log(`${kind}: no candidate`);
