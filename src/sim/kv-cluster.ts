@@ -135,9 +135,7 @@ export class KvCluster {
 
   /** The node's wall clock now (what Date.now() returns there). */
   wallMs(id: string): number {
-    const { offsetMs, driftPpm } = this.mustGet(id).clock;
-    const sinceEpochMs = this.nowMs - KV_SIM_EPOCH_MS;
-    return Math.floor(this.nowMs + offsetMs + (sinceEpochMs * driftPpm) / 1e6);
+    return skewedWallMs(this.nowMs, this.mustGet(id).clock);
   }
 
   /** Sets a node's clock (a step when it is running: NTP after a restart, say). */
@@ -244,4 +242,10 @@ export class KvCluster {
   private notify(call: (l: KvListener) => void): void {
     for (const l of this.listeners) call(l);
   }
+}
+
+/** A node's wall clock at sim time `nowMs`: true time plus its offset and its drift since the epoch. */
+export function skewedWallMs(nowMs: number, clock: KvClockSpec): number {
+  const sinceEpochMs = nowMs - KV_SIM_EPOCH_MS;
+  return Math.floor(nowMs + clock.offsetMs + (sinceEpochMs * clock.driftPpm) / 1e6);
 }

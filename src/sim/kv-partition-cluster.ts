@@ -1,6 +1,6 @@
 import type { KvEntry } from '../core/kv/entry.js';
 import { Placement } from '../core/kv/placement.js';
-import { KV_SIM_EPOCH_MS } from './kv-cluster.js';
+import { KV_SIM_EPOCH_MS, skewedWallMs } from './kv-cluster.js';
 import type { KvClockSpec } from './kv-cluster.js';
 import { KV_PARTITION_SIM_DEFAULTS, KvPartitionNode, PartitionDisk } from './kv-partition-node.js';
 import type { KvPartitionKnobs, KvPartitionListener, WriteOutcome } from './kv-partition-node.js';
@@ -147,9 +147,7 @@ export class KvPartitionCluster {
 
   /** The node's wall clock now (what Date.now() returns there). */
   wallMs(id: string): number {
-    const { offsetMs, driftPpm } = this.mustGet(id).clock;
-    const sinceEpochMs = this.nowMs - KV_SIM_EPOCH_MS;
-    return Math.floor(this.nowMs + offsetMs + (sinceEpochMs * driftPpm) / 1e6);
+    return skewedWallMs(this.nowMs, this.mustGet(id).clock);
   }
 
   setClock(id: string, clock: KvClockSpec): void {
