@@ -16,16 +16,15 @@
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { hashString32 } from '../../src/core/kv/entry.js';
 import { Placement } from '../../src/core/kv/placement.js';
 import { KV_REPLICA_DEFAULTS } from '../../src/core/kv/replica.js';
-import { freePort, GRAPEVINE, jsonLines, pollUntil, randomMcast, spawnNodeScript, tempDir } from '../helpers/proc.js';
-import type { Proc } from '../helpers/proc.js';
+import { jsonLines, pollUntil } from '../helpers/proc.js';
 import { grapevine } from '../helpers/gossip.js';
+import { loopbackCluster } from '../helpers/loopback-cluster.js';
+import type { LoopbackCluster } from '../helpers/loopback-cluster.js';
 import { mapLimit } from '../helpers/lab-sh.js';
-import { KvClients, kvListOutput } from '../helpers/kv.js';
+import { kvListOutput } from '../helpers/kv.js';
 
 const IDS = ['1', '2', '3', '4', '5'];
 const REPLICAS = 2;
@@ -45,47 +44,8 @@ const MOVE_BACK_WITHIN_MS = 20_000;
 
 const bucketOf = (key: string): number => hashString32(key) % KV_REPLICA_DEFAULTS.bucketCount;
 
-interface Cluster {
-  readonly clients: KvClients;
-  readonly nodes: Map<string, Proc>;
-  at(id: string): string[];
-  start(id: string): Promise<Proc>;
-  kill9(id: string): Promise<void>;
-}
-
-async function startCluster(t: TestContext): Promise<Cluster> {
-  const dir = tempDir(t, 'grapevine-kv-replicas-e2e-');
-  const mc = randomMcast();
-  const ports = new Map<string, number>();
-  for (const id of IDS) ports.set(id, await freePort());
-  const file = join(dir, 'cluster.json');
-  writeFileSync(file, `${JSON.stringify({
-    name: 'kv-replicas-e2e',
-    multicast: { group: mc.group, port: mc.port, interface: '127.0.0.1', ttl: 0 },
-    nodes: IDS.map((id) => ({ id, host: '127.0.0.1', port: ports.get(id)! })),
-    replicas: REPLICAS,
-  }, null, 2)}\n`);
-  const clients = new KvClients<string>((id) => ({ host: '127.0.0.1', port: ports.get(id)! }));
-  t.after(() => clients.closeAll());
-  const nodes = new Map<string, Proc>();
-  const at = (id: string) => ['--cluster', file, '--id', id];
-  return {
-    clients,
-    nodes,
-    at,
-    async start(id) {
-      const p = spawnNodeScript(t, `node ${id}`, GRAPEVINE, ['node', ...at(id), '--data-dir', join(dir, `data-${id}`), '--log-level', 'info']);
-      await p.waitForLine('stderr', (l) => l.includes('"msg":"node up"'), 10_000, '"node up"');
-      nodes.set(id, p);
-      return p;
-    },
-    async kill9(id) {
-      clients.drop(id);
-      const e = await nodes.get(id)!.kill9();
-      assert.equal(e.signal, 'SIGKILL');
-      nodes.delete(id);
-    },
-  };
+function startCluster(t: TestContext): Promise<LoopbackCluster> {
+  return loopbackCluster(t, { ids: IDS, name: 'kv-replicas-e2e', extra: { replicas: REPLICAS } });
 }
 
 test('cache with "replicas": 2 on 5 nodes: each key on exactly its 2 owners, readable everywhere; kill -9 and restart move keys and keep 2 copies', async (t) => {

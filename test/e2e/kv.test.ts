@@ -23,11 +23,12 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { freePort, GRAPEVINE, jsonLines, pollUntil, randomMcast, spawnNodeScript, tempDir } from '../helpers/proc.js';
-import type { Proc } from '../helpers/proc.js';
-import { grapevine, writeClusterFile } from '../helpers/gossip.js';
+import { jsonLines, pollUntil } from '../helpers/proc.js';
+import { grapevine } from '../helpers/gossip.js';
+import { loopbackCluster } from '../helpers/loopback-cluster.js';
+import type { LoopbackCluster } from '../helpers/loopback-cluster.js';
 import { mapLimit } from '../helpers/lab-sh.js';
-import { assertOneLine, KvClients, kvDiff, kvDisagreement, kvListOutput, kvSnapshot } from '../helpers/kv.js';
+import { assertOneLine, kvDiff, kvDisagreement, kvListOutput, kvSnapshot } from '../helpers/kv.js';
 import type { KvContents } from '../helpers/kv.js';
 
 const IDS = ['1', '2', '3', '4', '5'];
@@ -39,50 +40,8 @@ const TTL_MS = 2_500;
 const CLI_PARALLELISM = 2;
 const CLI_TIMEOUT_MS = 15_000;
 
-interface Cluster {
-  readonly file: string;
-  readonly dir: string;
-  readonly clients: KvClients;
-  readonly nodes: Map<string, Proc>;
-  at(id: string): string[];
-  start(id: string): Promise<Proc>;
-  kill9(id: string): Promise<void>;
-}
-
-async function startCluster(t: TestContext): Promise<Cluster> {
-  const dir = tempDir(t, 'grapevine-kv-e2e-');
-  const mc = randomMcast();
-  const ports = new Map<string, number>();
-  for (const id of IDS) ports.set(id, await freePort());
-  const file = writeClusterFile(join(dir, 'cluster.json'), {
-    name: 'kv-e2e',
-    multicast: { group: mc.group, port: mc.port, interface: '127.0.0.1', ttl: 0 },
-    nodes: IDS.map((id) => ({ id, host: '127.0.0.1', port: ports.get(id)! })),
-    links: LINKS,
-  });
-  const clients = new KvClients<string>((id) => ({ host: '127.0.0.1', port: ports.get(id)! }));
-  t.after(() => clients.closeAll());
-  const nodes = new Map<string, Proc>();
-  const at = (id: string) => ['--cluster', file, '--id', id];
-  return {
-    file,
-    dir,
-    clients,
-    nodes,
-    at,
-    async start(id) {
-      const p = spawnNodeScript(t, `node ${id}`, GRAPEVINE, ['node', ...at(id), '--data-dir', join(dir, `data-${id}`), '--log-level', 'info']);
-      await p.waitForLine('stderr', (l) => l.includes('"msg":"node up"'), 10_000, '"node up"');
-      nodes.set(id, p);
-      return p;
-    },
-    async kill9(id) {
-      clients.drop(id);
-      const e = await nodes.get(id)!.kill9();
-      assert.equal(e.signal, 'SIGKILL');
-      nodes.delete(id);
-    },
-  };
+function startCluster(t: TestContext): Promise<LoopbackCluster> {
+  return loopbackCluster(t, { ids: IDS, name: 'kv-e2e', extra: { links: LINKS } });
 }
 
 test('cache on 5 nodes with a static ring: kv put/get/list/del/--ttl, concurrent writers, kill -9, restart and catch-up', async (t) => {

@@ -26,14 +26,14 @@
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, GRAPEVINE, randomMcast, spawnNodeScript, tempDir } from '../helpers/proc.js';
-import type { Proc } from '../helpers/proc.js';
-import { grapevine, writeClusterFile } from '../helpers/gossip.js';
+import { freePort } from '../helpers/proc.js';
+import { grapevine } from '../helpers/gossip.js';
 import type { BinResult } from '../helpers/gossip.js';
+import { loopbackCluster } from '../helpers/loopback-cluster.js';
+import type { LoopbackCluster } from '../helpers/loopback-cluster.js';
 import { mapLimit } from '../helpers/lab-sh.js';
-import { assertOneLine, KvClients } from '../helpers/kv.js';
+import { assertOneLine } from '../helpers/kv.js';
 import { acquireInBackground, assertReleased, assertStrictlyIncreasing, tokenOf, waitConnected } from '../helpers/lock.js';
 import type { BackgroundAcquire, Grant } from '../helpers/lock.js';
 
@@ -46,56 +46,14 @@ const QUEUED_AFTER_CONNECT_MS = 300;
 /** A queued waiter is granted within this of the release (or the lease's end); machine under load. */
 const HANDOFF_WITHIN_MS = 1_500;
 
-interface Cluster {
-  readonly file: string;
-  readonly dir: string;
-  readonly ports: Map<string, number>;
-  readonly clients: KvClients;
-  readonly nodes: Map<string, Proc>;
-  at(id: string): string[];
-  start(id: string): Promise<Proc>;
-  kill9(id: string): Promise<void>;
+interface Cluster extends LoopbackCluster {
   /** `grapevine lock ARGS --cluster FILE --id ID`. */
   lock(id: string, args: readonly string[], timeoutMs?: number): Promise<BinResult>;
 }
 
 async function startCluster(t: TestContext): Promise<Cluster> {
-  const dir = tempDir(t, 'grapevine-lock-e2e-');
-  const mc = randomMcast();
-  const ports = new Map<string, number>();
-  for (const id of IDS) ports.set(id, await freePort());
-  const file = writeClusterFile(join(dir, 'cluster.json'), {
-    name: 'lock-e2e',
-    multicast: { group: mc.group, port: mc.port, interface: '127.0.0.1', ttl: 0 },
-    nodes: IDS.map((id) => ({ id, host: '127.0.0.1', port: ports.get(id)! })),
-  });
-  const clients = new KvClients<string>((id) => ({ host: '127.0.0.1', port: ports.get(id)! }), 5_000);
-  t.after(() => clients.closeAll());
-  const nodes = new Map<string, Proc>();
-  const at = (id: string) => ['--cluster', file, '--id', id];
-  return {
-    file,
-    dir,
-    ports,
-    clients,
-    nodes,
-    at,
-    async start(id) {
-      const p = spawnNodeScript(t, `node ${id}`, GRAPEVINE, ['node', ...at(id), '--data-dir', join(dir, `data-${id}`), '--log-level', 'info']);
-      await p.waitForLine('stderr', (l) => l.includes('"msg":"node up"'), 15_000, '"node up"');
-      nodes.set(id, p);
-      return p;
-    },
-    async kill9(id) {
-      clients.drop(id);
-      const e = await nodes.get(id)!.kill9();
-      assert.equal(e.signal, 'SIGKILL');
-      nodes.delete(id);
-    },
-    lock(id, args, timeoutMs = CLI_TIMEOUT_MS) {
-      return grapevine(['lock', ...args, ...at(id)], timeoutMs);
-    },
-  };
+  const c = await loopbackCluster(t, { ids: IDS, name: 'lock-e2e', clientTimeoutMs: 5_000, upWithinMs: 15_000 });
+  return { ...c, lock: (id, args, timeoutMs = CLI_TIMEOUT_MS) => grapevine(['lock', ...args, ...c.at(id)], timeoutMs) };
 }
 
 test('locks on 5 nodes: blocking and release, expiry, increasing tokens, fair contenders, wrong tokens, bad input, a holder killed -9', async (t) => {

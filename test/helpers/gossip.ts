@@ -58,6 +58,8 @@ export interface ClusterSpec {
   readonly multicast?: { group: string; port: number; interface?: string; ttl?: number };
   readonly nodes: readonly { id: string; host: string; port: number }[];
   readonly links?: readonly (readonly [string, string])[];
+  /** Copies of each cache key (consistent hashing). */
+  readonly replicas?: number;
 }
 
 export function writeClusterFile(path: string, spec: ClusterSpec): string {
