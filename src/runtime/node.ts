@@ -201,6 +201,7 @@ export class GrapevineNode {
       self,
       dial: (peer) => this.dialPeer(peer),
       onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
+      onRawFrame: (peerId, payload) => this.gossipService.onPeerFrame(peerId, payload),
       onLinkUp: (peerId) => {
         this.gossipService.onLinkUp(peerId);
         this.kvService.onLinkUp(peerId);
@@ -230,6 +231,8 @@ export class GrapevineNode {
       dataDir: this.config.dataDir,
       log: this.log.child({ component: 'gossip' }),
       neighbours: () => this.overlayIds,
+      overlayOf: (peerId) => this.overlayGraph.get(peerId),
+      overlayStableSinceMs: () => this.overlayChangedAtMs,
       connection: (peerId) => this.links.connectionTo(peerId),
     });
     this.kvService = new KvService({

@@ -57,6 +57,7 @@ export class GossipCluster {
   private readonly random: SimRandom;
   private readonly corrupted = new WeakSet<GossipMessage>();
   private readonly overlays = new Map<string, Map<string, Set<string>>>();
+  private readonly staticGraph = new Map<string, Set<string>>();
   private readonly gossipConfig: Pick<GossipConfig, 'messageBytesMax' | 'digestAboveMax' | 'streamsMax'>;
 
   constructor(private readonly options: GossipClusterOptions) {
@@ -69,6 +70,7 @@ export class GossipCluster {
       const node = new GossipSimNode(Object.freeze({ ...spec }));
       if (options.overlay.kind === 'static') node.neighbourIds = staticNeighbours(spec.id, options.overlay.links);
       this.nodes.set(spec.id, node);
+      if (options.overlay.kind === 'static') this.staticGraph.set(spec.id, new Set(node.neighbourIds));
       this.network.attach(spec.id, (from, packet) => this.deliver(node, from, packet));
     }
   }
@@ -173,7 +175,11 @@ export class GossipCluster {
   }
 
   private flood(n: GossipSimNode, message: GossipMessage): void {
-    const { to, message: out } = n.core!.forward(message, n.neighbourIds);
+    // The runtime's rule: skip neighbours of nodes on the path. The simulated
+    // node always trusts its (possibly stale) view, which is harsher than the
+    // runtime (it waits for a stable overlay): anti-entropy must repair.
+    const graph = this.options.overlay.kind === 'static' ? this.staticGraph : n.overlayGraph;
+    const { to, message: out } = n.core!.forward(message, n.neighbourIds, graph && ((id) => graph.get(id)));
     for (const peer of to) {
       this.stats.flooded += 1;
       this.send(n, peer, (toEpoch) => ({ kind: 'gossip', toEpoch, message: this.maybeCorrupt(out) }));
@@ -247,7 +253,8 @@ export class GossipCluster {
   private refreshView(n: GossipSimNode, epoch: number): void {
     if (n.epoch !== epoch || n.status !== 'running') return;
     const view = [...this.nodes.values()].filter((o) => o === n || (o.status === 'running' && this.network.blocked(n.spec.id, o.spec.id) === undefined));
-    n.neighbourIds = [...this.overlayOf(view).get(n.spec.id)!];
+    n.overlayGraph = this.overlayOf(view);
+    n.neighbourIds = [...n.overlayGraph.get(n.spec.id)!];
     const { viewRefreshMsMin, viewRefreshMsMax } = this.knobsNow;
     this.scheduler.after(this.random.int(viewRefreshMsMin, viewRefreshMsMax), () => this.refreshView(n, epoch));
   }

@@ -83,6 +83,8 @@ export class GossipSimNode implements GossipNodeView {
   readonly disk = new SimGossipDisk();
   readonly pending = new Map<string, { readonly message: GossipMessage; readonly own: boolean }>();
   neighbourIds: string[] = [];
+  /** Dynamic overlay: the whole overlay as this node's view computes it (flooding skips what a path node covers). */
+  overlayGraph: ReadonlyMap<string, ReadonlySet<string>> | undefined;
   askSeq = 0;
   lastCommitAtMs = 0;
   /** Peer -> the ask whose full answer may trigger the next ask. */

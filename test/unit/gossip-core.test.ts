@@ -155,6 +155,44 @@ describe('forward', () => {
     assert.deepEqual(f.to, ['b', 'c', 'd']);
     assert.deepEqual(f.message.path, ['a']);
   });
+
+  test('with the overlay known, skips neighbours that a node on the path is linked to (it flooded to them)', () => {
+    // a - b - c - d, and a - d, b - e, c - e: c got a message a -> b -> c.
+    const graph = new Map<string, Set<string>>([
+      ['a', new Set(['b', 'd'])],
+      ['b', new Set(['a', 'c', 'e'])],
+      ['c', new Set(['b', 'd', 'e'])],
+      ['d', new Set(['a', 'c'])],
+      ['e', new Set(['b', 'c'])],
+    ]);
+    const c = core('c');
+    const m = { ...submitted(core('a'), 'hi'), path: ['a', 'b'] };
+    const f = c.forward(m, ['b', 'd', 'e'], (id) => graph.get(id));
+    assert.deepEqual(f.to, [], 'd is a neighbour of a, e of b: both were sent it');
+    assert.deepEqual(f.message.path, ['a', 'b', 'c']);
+    assert.deepEqual(c.forward(m, ['b', 'd', 'e']).to, ['d', 'e'], 'without the overlay: the path rule only');
+    const fromB = { ...submitted(core('b'), 'hi'), path: ['b'] };
+    assert.deepEqual(c.forward(fromB, ['b', 'd', 'e'], (id) => graph.get(id)).to, ['d'], 'e is covered by b; d is not');
+    assert.deepEqual(c.forward(fromB, ['b', 'd', 'e'], () => undefined).to, ['d', 'e'], 'unknown neighbours cover nobody');
+  });
+});
+
+describe('lacksAnyOf', () => {
+  test('says whether a peer digest holds a seq we neither hold nor purged', () => {
+    const a = core('a');
+    const x = core('x');
+    const ms = ['1', '2', '3', '4', '5'].map((t) => submitted(x, t));
+    assert.equal(a.lacksAnyOf(x.digest()), true, 'an unknown stream with messages');
+    assert.equal(a.lacksAnyOf([{ origin: 'x', incarnation: 1, hwm: 0, above: [] }]), false, 'an empty stream');
+    for (const m of [ms[0]!, ms[1]!, ms[3]!]) a.receive(m);
+    assert.equal(a.lacksAnyOf(x.digest()), true, 'their hwm is above ours');
+    assert.equal(a.lacksAnyOf([{ origin: 'x', incarnation: 1, hwm: 2, above: [4, 4] }]), false, 'we hold 1, 2 and 4');
+    assert.equal(a.lacksAnyOf([{ origin: 'x', incarnation: 1, hwm: 1, above: [4, 5] }]), true, 'we lack 5');
+    assert.equal(a.lacksAnyOf([{ origin: 'x', incarnation: 1, hwm: 2, above: [3] }]), false, 'a bare cut-off lists nothing');
+    a.applyPurge([{ origin: 'x', incarnation: 1, floor: 5 }]);
+    assert.equal(a.lacksAnyOf(x.digest()), false, 'purged counts as held');
+    assert.equal(a.lacksAnyOf(a.digest()), false);
+  });
 });
 
 describe('digest and plan', () => {

@@ -64,6 +64,18 @@ export class StreamState {
     while (this.above.delete(this.hwm + 1)) this.hwm += 1;
   }
 
+  /** Whether a peer with digest `theirs` of this stream holds a seq we neither hold nor purged. */
+  lacksAnyOf(theirs: StreamDigest): boolean {
+    // Seqs just above our hwm are lacking by definition (a held one would have raised it).
+    if (theirs.hwm > this.hwm) return true;
+    const { runs } = parseRuns(theirs.above);
+    for (const [first, last] of runs) {
+      // Bounded: every seq we test but hold is in `above`, and the first one we lack ends the loop.
+      for (let s = Math.max(first, this.hwm + 1); s <= last; s++) if (!this.above.has(s)) return true;
+    }
+    return false;
+  }
+
   /** Highest seq held. */
   top(): number {
     let top = this.hwm;
