@@ -23,6 +23,8 @@ export interface LinksOptions {
   /** Opens a connection and completes the handshake with exactly this peer. */
   readonly dial: (peer: PeerEndpoint) => Promise<FramedConnection>;
   readonly onEnvelope: (peerId: string, env: Envelope, conn: FramedConnection) => void;
+  /** A peer frame before the generated decoder; true when it was taken. */
+  readonly onRawFrame?: (peerId: string, payload: Uint8Array) => boolean;
   /** A connection to this peer is up (either direction). */
   readonly onLinkUp?: (peerId: string) => void;
   readonly log: Logger;
@@ -99,6 +101,7 @@ export class PeerLinks implements Service {
     if (old && old !== conn) old.close({ kind: 'local', why: 'replaced by a newer connection' });
     this.inbound.set(peerId, conn);
     conn.on('envelope', (env) => this.options.onEnvelope(peerId, env, conn));
+    if (this.options.onRawFrame) conn.rawFrameHandler = (payload) => this.options.onRawFrame!(peerId, payload);
     conn.on('close', () => {
       if (this.inbound.get(peerId) === conn) this.inbound.delete(peerId);
     });
@@ -152,6 +155,7 @@ export class PeerLinks implements Service {
         o.attempt = 0;
         this.options.log.info({ peer: peer.id, addr: `${peer.host}:${peer.port}` }, 'link up');
         conn.on('envelope', (env) => this.options.onEnvelope(peer.id, env, conn));
+        if (this.options.onRawFrame) conn.rawFrameHandler = (payload) => this.options.onRawFrame!(peer.id, payload);
         this.options.onLinkUp?.(peer.id);
         conn.on('close', (reason) => {
           if (o.conn !== conn) return;

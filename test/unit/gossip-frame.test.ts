@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { create, toBinary } from '@bufbuild/protobuf';
+import type { GossipMessage } from '../../src/core/gossip/message.js';
+import { messageFromWire, messageToWire } from '../../src/runtime/gossip-codec.js';
+import { decodeGossipBatchPayload, encodeGossipMessage, gossipBatchFrame } from '../../src/runtime/gossip-frame.js';
+import { decodeEnvelope, encodeEnvelopeFrame, EnvelopeSchema, FRAME_HEADER_BYTES, GossipMessageSchema } from '../../src/wire/index.js';
+
+/** The hand-written gossip frame codec writes and reads exactly what the generated protobuf code does. */
+
+function message(over: Partial<GossipMessage> = {}): GossipMessage {
+  return { id: 'AbC0123xyz9', origin: 'n1', incarnation: 1_700_000_000_123, seq: 42, text: 'hello', createdMs: 1_763_000_000_000, path: ['n1', 'n2'], ...over };
+}
+
+const samples: GossipMessage[] = [
+  message(),
+  message({ text: 'héllo wörld ✓ 😀', path: [] }),
+  message({ incarnation: 0, seq: 1, createdMs: 0 }),
+  message({ seq: Number.MAX_SAFE_INTEGER, incarnation: Number.MAX_SAFE_INTEGER, createdMs: Number.MAX_SAFE_INTEGER }),
+  message({ text: 'x'.repeat(70_000), path: Array.from({ length: 64 }, (_, i) => `node-${i}`) }),
+  message({ text: '\ufeffbom first', id: '', origin: '' }),
+  message({ text: 'lone \ud800 surrogate', path: ['', 'a'] }),
+  message({ seq: 127, incarnation: 128, createdMs: 2 ** 32 }),
+];
+
+function generatedFrame(ms: readonly GossipMessage[]): Uint8Array {
+  return encodeEnvelopeFrame({ body: { case: 'gossipBatch', value: { messages: ms.map(messageToWire) } } });
+}
+
+function handFrame(ms: readonly GossipMessage[]): Uint8Array {
+  return gossipBatchFrame(ms.map(encodeGossipMessage));
+}
+
+function generatedDecode(payload: Uint8Array): GossipMessage[] {
+  const env = decodeEnvelope(payload);
+  assert.equal(env.body.case, 'gossipBatch');
+  return env.body.value.messages.map((m) => messageFromWire(m)!);
+}
+
+test('one message encodes to the bytes of GossipMessageSchema', () => {
+  for (const m of samples) assert.deepEqual(Buffer.from(encodeGossipMessage(m)), Buffer.from(toBinary(GossipMessageSchema, messageToWire(m))));
+});
+
+test('a batch frame is byte-identical to encodeEnvelopeFrame, for 0, 1 and many messages', () => {
+  for (const ms of [[], [samples[0]!], samples]) assert.deepEqual(Buffer.from(handFrame(ms)), Buffer.from(generatedFrame(ms)));
+});
+
+test('decoding a canonical batch gives what the generated decoder gives', () => {
+  for (const ms of [[], [samples[0]!], samples]) {
+    const payload = generatedFrame(ms).subarray(FRAME_HEADER_BYTES);
+    const hand = decodeGossipBatchPayload(payload);
+    assert.ok(hand, 'canonical batch decoded');
+    assert.deepEqual(hand, generatedDecode(payload));
+  }
+});
+
+test('frames it does not read canonically are left to the generated decoder', () => {
+  const wire = messageToWire(samples[0]!);
+  const withRequestId = toBinary(EnvelopeSchema, create(EnvelopeSchema, { requestId: 7, body: { case: 'gossipBatch', value: { messages: [wire] } } }));
+  assert.equal(decodeGossipBatchPayload(withRequestId), undefined);
+  const other = toBinary(EnvelopeSchema, create(EnvelopeSchema, { body: { case: 'ping', value: { sentMs: 1n } } }));
+  assert.equal(decodeGossipBatchPayload(other), undefined);
+  const payload = generatedFrame([samples[0]!]).subarray(FRAME_HEADER_BYTES);
+  // An unknown field (99, varint) after the batch, and one inside a message.
+  assert.equal(decodeGossipBatchPayload(Buffer.concat([payload, Buffer.from([0x98, 0x06, 0x01])])), undefined);
+  const msg = encodeGossipMessage(samples[0]!);
+  const withUnknown = Buffer.concat([Buffer.from(msg), Buffer.from([0x40, 0x05])]);
+  const batch = Buffer.concat([Buffer.from([0x0a, withUnknown.length]), withUnknown]);
+  const env = Buffer.concat([Buffer.from([0x8a, 0x02, batch.length]), batch]);
+  assert.equal(decodeGossipBatchPayload(env), undefined);
+  assert.equal(generatedDecode(env)[0]!.text, samples[0]!.text, 'the generated decoder skips the unknown field');
+  // seq over 2^53: the generated decoder reads it, and the core conversion refuses it.
+  const bigSeq = create(GossipMessageSchema, { ...wire, seq: 2n ** 60n });
+  const big = toBinary(EnvelopeSchema, create(EnvelopeSchema, { body: { case: 'gossipBatch', value: { messages: [bigSeq] } } }));
+  assert.equal(decodeGossipBatchPayload(big), undefined);
+});
+
+test('malformed frames: never read out of bounds; whatever it accepts the generated decoder accepts the same', () => {
+  const payload = Buffer.from(generatedFrame(samples.slice(0, 3)).subarray(FRAME_HEADER_BYTES));
+  // Truncations.
+  for (let cut = 0; cut < payload.length; cut += 7) {
+    const p = payload.subarray(0, cut);
+    const hand = decodeGossipBatchPayload(p);
+    if (hand) assert.deepEqual(hand, generatedDecode(p));
+  }
+  // Invalid UTF-8 in the text: the generated decoder refuses it, the hand decoder defers.
+  const bad = Buffer.from(payload);
+  const at = bad.indexOf('hello');
+  bad[at] = 0xff;
+  assert.equal(decodeGossipBatchPayload(bad), undefined);
+  assert.throws(() => decodeEnvelope(bad));
+  // Random byte flips (seeded).
+  let seed = 12345;
+  const rand = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  for (let i = 0; i < 2_000; i++) {
+    const p = Buffer.from(payload);
+    for (let k = 0; k < 3; k++) p[Math.floor(rand() * p.length)] = Math.floor(rand() * 256);
+    const hand = decodeGossipBatchPayload(p);
+    if (hand === undefined) continue;
+    assert.deepEqual(hand, generatedDecode(p));
+  }
+});
