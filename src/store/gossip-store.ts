@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import type { GossipMessage } from '../core/gossip/message.js';
 
 /**
@@ -13,7 +14,8 @@ import type { GossipMessage } from '../core/gossip/message.js';
  * purged message back.
  *
  * WAL with synchronous=NORMAL: a commit survives a crash of the process
- * (kill -9); only a power loss may lose the last commits.
+ * (kill -9); only a power loss may lose the last commits. Checkpoints run
+ * in a worker thread (wal-checkpointer.ts), off the commit path.
  */
 export interface StoredMessage extends GossipMessage {
   readonly rowid: number;
@@ -46,14 +48,30 @@ interface Row {
   path: string;
 }
 
+/** How often the checkpoint thread copies the WAL back into the database. */
+const CHECKPOINT_INTERVAL_MS = 500;
+/** What the WAL file is truncated to when it restarts after a burst. */
+const WAL_BYTES_KEPT = 8 * 1024 * 1024;
+/** SQLite's default, used again if the checkpoint thread fails. */
+const WAL_AUTOCHECKPOINT_PAGES = 1_000;
+
 export class GossipStore {
   private readonly db: Database.Database;
   private readonly stmts;
+  private checkpointer: WalCheckpointer | undefined;
 
   private constructor(path: string) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
+    this.checkpointer = new WalCheckpointer(path, CHECKPOINT_INTERVAL_MS, () => {
+      // Back to SQLite's own checkpoints: slower commits now and then, but a bounded WAL.
+      this.checkpointer = undefined;
+      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    });
+    this.db.pragma('wal_autocheckpoint = 0');
+    // Checkpoints come every CHECKPOINT_INTERVAL_MS, so a burst can grow the WAL; cut it back when it restarts.
+    this.db.pragma(`journal_size_limit = ${WAL_BYTES_KEPT}`);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS messages (
         rowid INTEGER PRIMARY KEY,
@@ -168,6 +186,8 @@ export class GossipStore {
   }
 
   close(): void {
+    this.checkpointer?.stop();
+    this.checkpointer = undefined;
     if (this.db.open) this.db.close();
   }
 }
