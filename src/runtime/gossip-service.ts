@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { GossipCore, GOSSIP_DEFAULTS } from '../core/gossip/gossip.js';
+import { streamKey } from '../core/gossip/message.js';
 import type { GossipMessage, TextProblem } from '../core/gossip/message.js';
 import type { StreamDigest } from '../core/gossip/streams.js';
 import { GossipStore, RETENTION_DEFAULTS } from '../store/gossip-store.js';
@@ -99,6 +100,9 @@ export class GossipService implements Service {
   private pulling: string | undefined;
   private readonly pullQueue = new Set<string>();
   private readonly pullTimers = new Map<string, NodeJS.Timeout>();
+  /** (stream, seq) of what we stored within IN_FLIGHT_WINDOW_MS, oldest first. */
+  private readonly recentKeys = new Set<string>();
+  private recentQueue: { key: string; atMs: number }[] = [];
   /** Bumped on every commit: a neighbour last synced at the current version has nothing new from us. */
   private version = 0;
   private readonly lastSync = new Map<string, { version: number; atMs: number }>();
@@ -141,6 +145,8 @@ export class GossipService implements Service {
     this.pullQueue.clear();
     for (const t of this.pullTimers.values()) clearTimeout(t);
     this.pullTimers.clear();
+    this.recentKeys.clear();
+    this.recentQueue = [];
     this.lastSync.clear();
   }
 
@@ -268,6 +274,7 @@ export class GossipService implements Service {
       return;
     }
     this.version += 1;
+    this.noteRecent(batch);
     const neighbours = this.options.neighbours();
     const outbox = new Map<string, Uint8Array[]>();
     const { overlayOf, overlayStableSinceMs } = this.options;
@@ -405,8 +412,9 @@ export class GossipService implements Service {
     const streams = core.digest().map(digestToWire);
     conn.reply(env, { body: { case: 'syncResponse', value: { messages, more, streams } } });
     if (messages.length > 0) this.options.log.debug({ peer: peerId, sent: messages.length }, 'anti-entropy answered');
-    // The asker holds something we lack: pull it (in turn with our other pulls).
-    if (core.lacksAnyOf(theirs)) this.syncWith(peerId);
+    // The asker holds something we lack: pull it, after the in-flight window
+    // (under load what we lack is mostly on its way to us by flooding).
+    if (core.lacksAnyOf(theirs)) this.pullLater(peerId);
   }
 
   /**
@@ -420,13 +428,18 @@ export class GossipService implements Service {
     const store = this.store;
     if (!core || !store) return { messages: [], more: false };
     const plan = core.plan(theirs, this.options.syncBatchMax);
+    this.forgetOldRecent(performance.now());
     const messages = [];
     const youngAfterMs = Date.now() - IN_FLIGHT_WINDOW_MS;
     let bytes = 0;
     let truncated = false;
     let heldBack = 0;
     outer: for (const p of plan) {
-      for (const m of store.bySeqs(p.origin, p.incarnation, p.seqs)) {
+      // Young messages are skipped before the store is read: under load most of a plan is still in flight.
+      const stream = streamKey(p.origin, p.incarnation);
+      const seqs = this.recentKeys.size === 0 ? p.seqs : p.seqs.filter((seq) => !this.recentKeys.has(`${stream}#${seq}`));
+      heldBack += p.seqs.length - seqs.length;
+      for (const m of store.bySeqs(p.origin, p.incarnation, seqs)) {
         if (m.receivedMs > youngAfterMs) {
           heldBack += 1;
           continue;
@@ -442,6 +455,24 @@ export class GossipService implements Service {
     }
     const planned = plan.reduce((n, p) => n + p.seqs.length, 0);
     return { messages, more: truncated || heldBack > 0 || planned >= this.options.syncBatchMax };
+  }
+
+  /** Remembers what this commit stored, for IN_FLIGHT_WINDOW_MS (see lacking). */
+  private noteRecent(batch: readonly PendingWrite[]): void {
+    const nowMs = performance.now();
+    for (const w of batch) {
+      const key = `${streamKey(w.message.origin, w.message.incarnation)}#${w.message.seq}`;
+      this.recentKeys.add(key);
+      this.recentQueue.push({ key, atMs: nowMs });
+    }
+    this.forgetOldRecent(nowMs);
+  }
+
+  private forgetOldRecent(nowMs: number): void {
+    const cutMs = nowMs - IN_FLIGHT_WINDOW_MS;
+    let drop = 0;
+    while (drop < this.recentQueue.length && this.recentQueue[drop]!.atMs <= cutMs) this.recentKeys.delete(this.recentQueue[drop++]!.key);
+    if (drop > 0) this.recentQueue.splice(0, drop);
   }
 
   private purge(): void {
