@@ -99,6 +99,9 @@ export class GossipStore {
       ),
       get: this.db.prepare<[string], Row>('SELECT rowid, * FROM messages WHERE id = ?'),
       bySeq: this.db.prepare<[string, number, number], Row>('SELECT rowid, * FROM messages WHERE origin = ? AND incarnation = ? AND seq = ?'),
+      bySeqRange: this.db.prepare<[string, number, number, number], Row>(
+        'SELECT rowid, * FROM messages WHERE origin = ? AND incarnation = ? AND seq BETWEEN ? AND ? ORDER BY seq',
+      ),
       list: this.db.prepare<[number, number], Row>('SELECT rowid, * FROM messages WHERE rowid > ? ORDER BY rowid LIMIT ?'),
       count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages'),
       held: this.db.prepare<[], { origin: string; incarnation: number; seq: number }>('SELECT origin, incarnation, seq FROM messages'),
@@ -139,9 +142,17 @@ export class GossipStore {
   /** The messages of one stream with these seqs (those still held), in the order asked. */
   bySeqs(origin: string, incarnation: number, seqs: readonly number[]): StoredMessage[] {
     const out: StoredMessage[] = [];
-    for (const seq of seqs) {
-      const row = this.stmts.bySeq.get(origin, incarnation, seq);
-      if (row) out.push(fromRow(row));
+    // Consecutive seqs (a re-sync asks for thousands) are read as one range, not one query each.
+    for (let i = 0; i < seqs.length; ) {
+      let j = i;
+      while (j + 1 < seqs.length && seqs[j + 1] === seqs[j]! + 1) j += 1;
+      if (j === i) {
+        const row = this.stmts.bySeq.get(origin, incarnation, seqs[i]!);
+        if (row) out.push(fromRow(row));
+      } else {
+        for (const row of this.stmts.bySeqRange.iterate(origin, incarnation, seqs[i]!, seqs[j]!)) out.push(fromRow(row));
+      }
+      i = j + 1;
     }
     return out;
   }

@@ -95,6 +95,8 @@ test('list pages through storing order; bySeqs returns held seqs in the order as
 
   assert.deepEqual(keys(s.bySeqs('a', 1, [3, 1, 2])), ['a/1/3', 'a/1/1', 'a/1/2']);
   assert.deepEqual(keys(s.bySeqs('a', 1, [4, 2, 9])), ['a/1/2'], 'seqs not held are skipped');
+  assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3, 4, 5])), ['a/1/1', 'a/1/2', 'a/1/3'], 'a run of consecutive seqs, read as a range');
+  assert.deepEqual(keys(s.bySeqs('a', 1, [2, 3, 1])), ['a/1/2', 'a/1/3', 'a/1/1']);
   assert.deepEqual(s.bySeqs('a', 2, [1]), [], 'another incarnation is another stream');
   assert.deepEqual(s.bySeqs('zz', 1, [1]), []);
   assert.equal(s.bySeqs('b', 1, [2])[0]!.text, order[4]!.text);
