@@ -16,9 +16,10 @@ import type { Service } from './supervisor.js';
 /**
  * Gossip on a node (seed 003): the core decides, this service stores and
  * sends. Writes are group-committed: everything that arrives in one turn of
- * the event loop is stored in one SQLite transaction, and only then is it
- * forwarded, acknowledged to the submitter, and shown to watchers — so an
- * acknowledged message is on disk at its origin before anyone hears of it.
+ * the event loop is stored in one SQLite transaction. A submit is forwarded,
+ * acknowledged to the submitter, and shown to watchers only after that
+ * commit — so an acknowledged message is on disk at its origin before anyone
+ * hears of it; a message from a peer is forwarded just before it (see flush).
  * Anti-entropy runs with every overlay neighbour every `syncIntervalMs` and
  * as soon as a link comes up.
  */
@@ -84,7 +85,7 @@ const OVERLAY_TRUST_AFTER_MS = 5_000;
  */
 const IN_FLIGHT_WINDOW_MS = 1_000;
 /** One pull at a time: a neighbour that does not answer must not hold up the others for long. */
-const SYNC_TIMEOUT_MS = 10_000;
+const SYNC_TIMEOUT_MS = 5_000;
 /** Flooded messages per frame stop at about this many bytes (the frame limit is 4 MiB). */
 const BATCH_FRAME_BYTES_MAX = 1024 * 1024;
 
@@ -251,13 +252,28 @@ export class GossipService implements Service {
     }
   }
 
-  /** Group commit: one transaction for the turn's writes, then flood, acknowledge, notify. */
+  /**
+   * Group commit: one transaction for the turn's writes, then flood our own
+   * submits, acknowledge, notify. Messages from peers are flooded on before
+   * the commit: a hop's latency then leaves out our write; if it fails (or we
+   * crash first) we forget them and anti-entropy fetches them back, while the
+   * neighbours have them already. Our own are flooded only once durable.
+   */
   private flush(): void {
     this.flushScheduled = false;
     const batch = this.pending;
     if (batch.length === 0) return;
     this.pending = [];
     const store = this.store;
+    const neighbours = this.options.neighbours();
+    const outbox = new Map<string, Uint8Array[]>();
+    const { overlayOf, overlayStableSinceMs } = this.options;
+    // Trust our picture of other nodes' neighbours only once the overlay has
+    // been still for a while: then every node computes the same one.
+    const neighboursOf = overlayOf && overlayStableSinceMs && performance.now() - overlayStableSinceMs() >= OVERLAY_TRUST_AFTER_MS ? overlayOf : undefined;
+    for (const w of batch) if (!w.onDone) this.flood(w.message, neighbours, outbox, neighboursOf);
+    for (const [peer, messages] of outbox) this.sendBatch(peer, messages);
+    outbox.clear();
     try {
       if (!store) throw new GossipError('unavailable', 'the gossip store is closed');
       store.insertMany(batch);
@@ -275,15 +291,11 @@ export class GossipService implements Service {
     }
     this.version += 1;
     this.noteRecent(batch);
-    const neighbours = this.options.neighbours();
-    const outbox = new Map<string, Uint8Array[]>();
-    const { overlayOf, overlayStableSinceMs } = this.options;
-    // Trust our picture of other nodes' neighbours only once the overlay has
-    // been still for a while: then every node computes the same one.
-    const neighboursOf = overlayOf && overlayStableSinceMs && performance.now() - overlayStableSinceMs() >= OVERLAY_TRUST_AFTER_MS ? overlayOf : undefined;
     for (const w of batch) {
-      this.flood(w.message, neighbours, outbox, neighboursOf);
-      w.onDone?.();
+      if (w.onDone) {
+        this.flood(w.message, neighbours, outbox, neighboursOf);
+        w.onDone();
+      }
       if (this.watchers.size > 0) {
         const stored = { ...w.message, rowid: 0, receivedMs: w.receivedMs };
         for (const listener of this.watchers) listener(stored);
@@ -406,7 +418,13 @@ export class GossipService implements Service {
 
   private answerSync(peerId: string, env: Envelope, conn: FramedConnection): void {
     const core = this.core;
-    if (env.body.case !== 'syncRequest' || !core) return;
+    if (env.body.case !== 'syncRequest') return;
+    if (!core) {
+      // Not started yet (peers connect as soon as the listener is up): an
+      // empty answer, so the asker moves on to its next neighbour at once.
+      conn.reply(env, { body: { case: 'syncResponse', value: { messages: [], more: false, streams: [] } } });
+      return;
+    }
     const theirs = env.body.value.streams.map(digestFromWire).filter((d): d is StreamDigest => d !== undefined);
     const { messages, more } = this.lacking(peerId, theirs);
     const streams = core.digest().map(digestToWire);
