@@ -86,6 +86,8 @@ const OVERLAY_TRUST_AFTER_MS = 5_000;
 const IN_FLIGHT_WINDOW_MS = 1_000;
 /** One pull at a time: a neighbour that does not answer must not hold up the others for long. */
 const SYNC_TIMEOUT_MS = 5_000;
+/** How long one pull has the node to itself before the next neighbour's may start. */
+const PULL_TURN_MS = 1_000;
 /** Flooded messages per frame stop at about this many bytes (the frame limit is 4 MiB). */
 const BATCH_FRAME_BYTES_MAX = 1024 * 1024;
 
@@ -100,6 +102,8 @@ export class GossipService implements Service {
   /** The neighbour we are pulling from now (one at a time), and who is next. */
   private pulling: string | undefined;
   private readonly pullQueue = new Set<string>();
+  /** Pulls whose answer has not come yet (at most one per neighbour). */
+  private readonly pullsOpen = new Set<string>();
   private readonly pullTimers = new Map<string, NodeJS.Timeout>();
   /** (stream, seq) of what we stored within IN_FLIGHT_WINDOW_MS, oldest first. */
   private readonly recentKeys = new Set<string>();
@@ -144,6 +148,7 @@ export class GossipService implements Service {
     this.core = undefined;
     this.pulling = undefined;
     this.pullQueue.clear();
+    this.pullsOpen.clear();
     for (const t of this.pullTimers.values()) clearTimeout(t);
     this.pullTimers.clear();
     this.recentKeys.clear();
@@ -361,7 +366,7 @@ export class GossipService implements Service {
    */
   private syncWith(peerId: string): void {
     if (!this.core) return;
-    if (this.pulling !== undefined) {
+    if (this.pulling !== undefined || this.pullsOpen.has(peerId)) {
       if (this.pulling !== peerId) this.pullQueue.add(peerId);
       return;
     }
@@ -373,10 +378,20 @@ export class GossipService implements Service {
       return;
     }
     this.pulling = peerId;
+    this.pullsOpen.add(peerId);
+    // A slow answer holds up the next neighbour's pull only this long (then both run).
+    const release = setTimeout(() => {
+      if (this.pulling !== peerId) return;
+      this.pulling = undefined;
+      this.nextPull();
+    }, PULL_TURN_MS);
+    release.unref();
     const versionAtStart = this.version;
     const streams = core.digest().map(digestToWire);
     const done = (again: 'now' | 'later' | 'no'): void => {
-      this.pulling = undefined;
+      clearTimeout(release);
+      this.pullsOpen.delete(peerId);
+      if (this.pulling === peerId) this.pulling = undefined;
       if (again === 'now') setImmediate(() => this.syncWith(peerId));
       else if (again === 'later') this.pullLater(peerId);
       this.nextPull();
@@ -402,8 +417,12 @@ export class GossipService implements Service {
 
   private nextPull(): void {
     if (this.pulling !== undefined || !this.core) return;
-    const next = this.pullQueue.values().next();
-    if (!next.done) this.syncWith(next.value);
+    // A neighbour whose pull is still open waits for its answer (done() calls us again).
+    for (const peer of this.pullQueue) {
+      if (this.pullsOpen.has(peer)) continue;
+      this.syncWith(peer);
+      return;
+    }
   }
 
   /** Asks `peerId` again once what it held back as in flight is old enough to be sent. */
