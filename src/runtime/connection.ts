@@ -78,6 +78,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   /** Bytes of this connection counted in the shared inbound budget. */
   private budgetedBytes = 0;
   private partialTimer: NodeJS.Timeout | undefined;
+  private frameHook: ((payload: Uint8Array) => boolean) | undefined;
   readonly remote: string;
 
   constructor(
@@ -97,6 +98,15 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Offers every received frame to `hook` first; a frame it takes (true) is
+   * not decoded as an envelope here. A hot path (the cache's flood) decodes
+   * its own frames this way; anything it declines takes the usual path.
+   */
+  setFrameHook(hook: ((payload: Uint8Array) => boolean) | undefined): void {
+    this.frameHook = hook;
   }
 
   /** Sends one frame; false (and the connection closes) if the peer stopped reading. */
@@ -166,6 +176,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     if (!this.accountPartial()) return;
     for (const frame of frames) {
       if (this.closed) return;
+      if (this.frameHook?.(frame)) continue;
       let env: Envelope;
       try {
         env = decodeEnvelope(frame);

@@ -201,6 +201,7 @@ export class GrapevineNode {
       self,
       dial: (peer) => this.dialPeer(peer),
       onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
+      onFrame: (peerId, payload) => this.kvService.onPeerFrame(peerId, payload),
       onLinkUp: (peerId) => {
         this.gossipService.onLinkUp(peerId);
         this.kvService.onLinkUp(peerId);
