@@ -78,12 +78,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   /** Bytes of this connection counted in the shared inbound budget. */
   private budgetedBytes = 0;
   private partialTimer: NodeJS.Timeout | undefined;
+  private frameHook: ((payload: Uint8Array) => boolean) | undefined;
   readonly remote: string;
-  /**
-   * Sees each frame's payload before the generated decoder; returning true
-   * takes the frame (a service's hand-written codec for its hot frame).
-   */
-  rawFrameHandler: ((payload: Uint8Array) => boolean) | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -102,6 +98,15 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Offers every received frame to `hook` first; a frame it takes (true) is
+   * not decoded as an envelope here. A hot path (the cache's flood) decodes
+   * its own frames this way; anything it declines takes the usual path.
+   */
+  setFrameHook(hook: ((payload: Uint8Array) => boolean) | undefined): void {
+    this.frameHook = hook;
   }
 
   /** Sends one frame; false (and the connection closes) if the peer stopped reading. */
@@ -171,7 +176,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     if (!this.accountPartial()) return;
     for (const frame of frames) {
       if (this.closed) return;
-      if (this.rawFrameHandler?.(frame)) continue;
+      if (this.frameHook?.(frame)) continue;
       let env: Envelope;
       try {
         env = decodeEnvelope(frame);

@@ -5,7 +5,7 @@ import { KvEntrySchema } from '../wire/index.js';
 import type { KvEntry as WireEntry, KvVersion as WireVersion } from '../wire/index.js';
 
 /** Conversions between the wire's cache messages and the core's; undefined for a field out of range. */
-const NODE_ID_BYTES_MAX = 256;
+export const NODE_ID_BYTES_MAX = 256;
 
 export function keyToBytes(key: string): Uint8Array {
   return Buffer.from(key, 'latin1');
@@ -33,8 +33,9 @@ export function entryFromWire(w: WireEntry, limits: { keyBytesMax: number; value
   if (w.key.length === 0 || w.key.length > limits.keyBytesMax || w.value.length > limits.valueBytesMax) return undefined;
   if (w.node.length === 0 || w.node.length > NODE_ID_BYTES_MAX) return undefined;
   // A copy: the decoded bytes are a view into the whole received frame, which
-  // a long-lived value would otherwise keep alive.
-  return { key: keyFromBytes(w.key), value: w.deleted ? undefined : w.value.slice(), hlc, node: w.node, expiresMs: w.deleted ? 0 : expiresMs };
+  // a long-lived value would otherwise keep alive (and Buffer's own slice()
+  // would share that memory too).
+  return { key: keyFromBytes(w.key), value: w.deleted ? undefined : new Uint8Array(w.value), hlc, node: w.node, expiresMs: w.deleted ? 0 : expiresMs };
 }
 
 export function versionToWire(v: KvVersion): Omit<WireVersion, '$typeName' | '$unknown'> {

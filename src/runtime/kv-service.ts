@@ -5,11 +5,11 @@ import { hlcOf, hlcWallMs } from '../core/kv/hlc.js';
 import { ENTRY_OVERHEAD_BYTES, KV_REPLICA_DEFAULTS, KvReplica } from '../core/kv/replica.js';
 import { KvStore } from '../store/kv-store.js';
 import { KvPartition } from './kv-partition.js';
-import { encodeEnvelopeFrame } from '../wire/index.js';
 import type { Envelope, KvEntry as WireEntry } from '../wire/index.js';
 import type { FramedConnection } from './connection.js';
 import { KV_LIMITS_DEFAULT, KvError } from './kv-access.js';
 import type { KvAccess, KvLimits, KvPutOptions } from './kv-access.js';
+import { decodeKvBatchEnvelope, encodeKvBatchFrame } from './kv-batch-codec.js';
 import { entryFromWire, entryToWire, keyFromBytes, keyToBytes, versionFromWire, versionToWire } from './kv-codec.js';
 import type { Logger } from './log.js';
 import { RateLimitedLog } from './log.js';
@@ -374,7 +374,7 @@ export class KvService implements Service, KvAccess {
   /** Stores the entries a writer sent this node as one of their owners; answers after the commit. */
   private answerApply(env: Envelope, conn: FramedConnection): void {
     if (env.body.case !== 'kvApplyRequest') return;
-    const { dropped, future } = this.receive(RPC_PEER, env.body.value.entries);
+    const { dropped, future } = this.receive(RPC_PEER, this.fromWire(env.body.value.entries));
     if (dropped > 0 || future > 0) {
       const why = dropped > 0 ? `${dropped} writes dropped: the write queue is full` : `${future} writes stamped more than 60 s ahead of this node's clock`;
       conn.reply(env, { body: { case: 'error', value: { code: dropped > 0 ? 'busy' : 'clock', message: why } } });
@@ -396,7 +396,7 @@ export class KvService implements Service, KvAccess {
   onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): boolean {
     switch (env.body.case) {
       case 'kvBatch':
-        this.receive(peerId, env.body.value.entries, !env.body.value.repair);
+        this.receive(peerId, this.fromWire(env.body.value.entries), !env.body.value.repair);
         return true;
       case 'kvSyncRequest':
         this.answerSync(peerId, env, conn);
@@ -407,6 +407,18 @@ export class KvService implements Service, KvAccess {
       default:
         return false;
     }
+  }
+
+  /**
+   * A frame from an overlay neighbour, before the generic decoding: a flood
+   * batch in the plain form is read here, straight into entries (the hot
+   * path of replication). False for any other frame.
+   */
+  onPeerFrame(peerId: string, payload: Uint8Array): boolean {
+    const batch = decodeKvBatchEnvelope(payload, this.options.limits);
+    if (!batch) return false;
+    this.receive(peerId, batch.entries, !batch.repair);
+    return true;
   }
 
   /** A link came up (a restart or a healed partition): catch up at once. */
@@ -462,8 +474,13 @@ export class KvService implements Service, KvAccess {
     return (this.turn ??= turnCommit());
   }
 
-  /** Applies changes from a peer; `commit` settles when the winners are on disk. */
-  private receive(peerId: string, entries: readonly WireEntry[], flooded = false): { won: number; dropped: number; future: number; commit: Promise<void> } {
+  /** Entries from the generic decoder; undefined where one is out of range. */
+  private fromWire(entries: readonly WireEntry[]): (KvEntry | undefined)[] {
+    return entries.map((w) => entryFromWire(w, this.options.limits));
+  }
+
+  /** Applies changes from a peer (undefined: one that was out of range); `commit` settles when the winners are on disk. */
+  private receive(peerId: string, entries: readonly (KvEntry | undefined)[], flooded = false): { won: number; dropped: number; future: number; commit: Promise<void> } {
     const replica = this.replica;
     let won = 0;
     let dropped = 0;
@@ -471,8 +488,7 @@ export class KvService implements Service, KvAccess {
     if (!replica) return { won, dropped: entries.length, future, commit: Promise.resolve() };
     const now = Date.now();
     const horizon = this.horizon(now);
-    for (const w of entries) {
-      const entry = entryFromWire(w, this.options.limits);
+    for (const entry of entries) {
       if (!entry) {
         this.stats.invalid += 1;
         this.offences.warn(`cache:${peerId}`, performance.now(), { peer: peerId }, 'dropped an invalid cache change');
@@ -542,7 +558,7 @@ export class KvService implements Service, KvAccess {
   private flood(batch: readonly PendingWrite[]): void {
     const neighbours = this.options.neighbours();
     if (neighbours.length === 0) return;
-    const wire = batch.map((w) => entryToWire(w.entry));
+    const entries = batch.map((w) => w.entry);
     const sources = [...new Set(batch.map((w) => w.from))];
     // Trust our picture of a sender's neighbours only once the overlay has
     // been still for a while: then every node computes the same one.
@@ -560,7 +576,7 @@ export class KvService implements Service, KvAccess {
       if (!frames) {
         const covered = new Set(coveredBy);
         const keep = (w: PendingWrite): boolean => w.from === undefined || (w.from !== backTo && !(w.flooded === true && covered.has(w.from)));
-        frames = this.encodeBatch(backTo === undefined && covered.size === 0 ? wire : wire.filter((_, i) => keep(batch[i]!)));
+        frames = this.encodeBatch(backTo === undefined && covered.size === 0 ? entries : entries.filter((_, i) => keep(batch[i]!)));
         framesFor.set(key, frames);
       }
       const conn = this.options.connection(peer);
@@ -574,14 +590,14 @@ export class KvService implements Service, KvAccess {
     this.oldestUnsentMs = unsent ? this.oldestUnsentMs || hlcWallMs(batch[0]!.entry.hlc) : 0;
   }
 
-  private encodeBatch(entries: readonly WireEntry[], repair = false): Uint8Array[] {
+  private encodeBatch(entries: readonly KvEntry[], repair = false): Uint8Array[] {
     const frames: Uint8Array[] = [];
     let start = 0;
     let bytes = 0;
     for (let i = 0; i < entries.length; i++) {
-      bytes += entries[i]!.key.length + entries[i]!.value.length + ENTRY_OVERHEAD_BYTES;
+      bytes += entries[i]!.key.length + (entries[i]!.value?.length ?? 0) + ENTRY_OVERHEAD_BYTES;
       if (bytes >= FRAME_BYTES_TARGET || i === entries.length - 1) {
-        frames.push(encodeEnvelopeFrame({ body: { case: 'kvBatch', value: { entries: entries.slice(start, i + 1), repair } } }));
+        frames.push(encodeKvBatchFrame(start === 0 && i === entries.length - 1 ? entries : entries.slice(start, i + 1), repair));
         start = i + 1;
         bytes = 0;
       }
@@ -642,7 +658,7 @@ export class KvService implements Service, KvAccess {
         const buckets = answer.body.value.buckets.filter((b) => b < r.bucketCount && (!part || part.ownsBucket(b) || r.bucketSize(b) > 0));
         const plan = r.reconcile(buckets, versions);
         if (plan.push.length > 0) {
-          for (const f of this.encodeBatch(plan.push.map(entryToWire), true)) conn.sendFrame(f);
+          for (const f of this.encodeBatch(plan.push, true)) conn.sendFrame(f);
           this.stats.pushed += plan.push.length;
         }
         let fetched = 0;
@@ -653,7 +669,7 @@ export class KvService implements Service, KvAccess {
           if (reply.body.case !== 'kvFetchResponse') break;
           // A fetch answer is bounded in bytes: what did not fit is found again in the next round.
           if (reply.body.value.entries.length < keys.length) truncated = true;
-          fetched += this.receive(from, reply.body.value.entries).won;
+          fetched += this.receive(from, this.fromWire(reply.body.value.entries)).won;
         }
         this.stats.synced += fetched;
         if (fetched > 0 || plan.push.length > 0) this.options.log.debug({ peer: peerId, fetched, pushed: plan.push.length, buckets: buckets.length }, 'cache anti-entropy');

@@ -23,8 +23,8 @@ export interface LinksOptions {
   /** Opens a connection and completes the handshake with exactly this peer. */
   readonly dial: (peer: PeerEndpoint) => Promise<FramedConnection>;
   readonly onEnvelope: (peerId: string, env: Envelope, conn: FramedConnection) => void;
-  /** A peer frame before the generated decoder; true when it was taken. */
-  readonly onRawFrame?: (peerId: string, payload: Uint8Array) => boolean;
+  /** Sees each frame from a peer before it is decoded; true: it took the frame (see FramedConnection.setFrameHook). */
+  readonly onFrame?: (peerId: string, payload: Uint8Array) => boolean;
   /** A connection to this peer is up (either direction). */
   readonly onLinkUp?: (peerId: string) => void;
   readonly log: Logger;
@@ -100,8 +100,7 @@ export class PeerLinks implements Service {
     const old = this.inbound.get(peerId);
     if (old && old !== conn) old.close({ kind: 'local', why: 'replaced by a newer connection' });
     this.inbound.set(peerId, conn);
-    conn.on('envelope', (env) => this.options.onEnvelope(peerId, env, conn));
-    if (this.options.onRawFrame) conn.rawFrameHandler = (payload) => this.options.onRawFrame!(peerId, payload);
+    this.listen(peerId, conn);
     conn.on('close', () => {
       if (this.inbound.get(peerId) === conn) this.inbound.delete(peerId);
     });
@@ -136,6 +135,12 @@ export class PeerLinks implements Service {
     return { outbound, inbound: [...this.inbound.values()].filter((c) => !c.isClosed).length };
   }
 
+  private listen(peerId: string, conn: FramedConnection): void {
+    const onFrame = this.options.onFrame;
+    if (onFrame) conn.setFrameHook((payload) => onFrame(peerId, payload));
+    conn.on('envelope', (env) => this.options.onEnvelope(peerId, env, conn));
+  }
+
   private dial(o: Outbound): void {
     if (o.dialing || o.timer || !this.running) return;
     o.dialing = true;
@@ -154,8 +159,7 @@ export class PeerLinks implements Service {
         o.conn = conn;
         o.attempt = 0;
         this.options.log.info({ peer: peer.id, addr: `${peer.host}:${peer.port}` }, 'link up');
-        conn.on('envelope', (env) => this.options.onEnvelope(peer.id, env, conn));
-        if (this.options.onRawFrame) conn.rawFrameHandler = (payload) => this.options.onRawFrame!(peer.id, payload);
+        this.listen(peer.id, conn);
         this.options.onLinkUp?.(peer.id);
         conn.on('close', (reason) => {
           if (o.conn !== conn) return;

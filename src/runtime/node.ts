@@ -201,7 +201,8 @@ export class GrapevineNode {
       self,
       dial: (peer) => this.dialPeer(peer),
       onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
-      onRawFrame: (peerId, payload) => this.gossipService.onPeerFrame(peerId, payload),
+      // The hot frames of gossip and the cache are read by hand-written codecs first.
+      onFrame: (peerId, payload) => this.gossipService.onPeerFrame(peerId, payload) || this.kvService.onPeerFrame(peerId, payload),
       onLinkUp: (peerId) => {
         this.gossipService.onLinkUp(peerId);
         this.kvService.onLinkUp(peerId);

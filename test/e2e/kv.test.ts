@@ -23,6 +23,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
+import { LogBlobReader } from '../../src/store/kv-log-codec.js';
 import { jsonLines, pollUntil } from '../helpers/proc.js';
 import { grapevine } from '../helpers/gossip.js';
 import { loopbackCluster } from '../helpers/loopback-cluster.js';
@@ -265,17 +266,22 @@ test('cache on 5 nodes with a static ring: kv put/get/list/del/--ttl, concurrent
     // Its own SQLite file holds every acknowledged write (nothing but the disk survived the kill).
     const db = new Database(join(c.dir, 'data-5', 'cache.db'), { readonly: true, fileMustExist: true });
     try {
-      // The store is a log: a key's current version is its last row.
-      const row = db.prepare('SELECT value, node FROM log WHERE key = ? ORDER BY seq DESC LIMIT 1');
+      // The store is a log of commits: a key's current version is its last record.
+      const last = new Map<string, { value: Uint8Array | undefined; node: string }>();
+      for (const blob of db.prepare('SELECT records FROM commits ORDER BY seq').pluck().iterate() as IterableIterator<Buffer>) {
+        const r = new LogBlobReader(blob);
+        while (r.next()) last.set(r.key, { value: r.value(), node: r.node });
+      }
       for (const [k, v] of durable) {
-        const got = row.get(Buffer.from(k)) as { value: Buffer | null; node: string } | undefined;
+        const got = last.get(k);
         assert.ok(got?.value, `${k} is in node 5's cache.db after kill -9`);
-        assert.equal(got.value.toString('utf8'), v);
+        assert.equal(Buffer.from(got.value).toString('utf8'), v);
         assert.equal(got.node, '5', `${k} was written by node 5`);
       }
-      const tomb = row.get(Buffer.from('user:2')) as { value: Buffer | null; node: string } | undefined;
+      const tomb = last.get('user:2');
       assert.ok(tomb, 'the delete is in cache.db');
-      assert.equal(tomb.value, null, 'the delete is a tombstone');
+      assert.equal(tomb.value, undefined, 'the delete is a tombstone');
+      assert.equal(tomb.node, '5', 'the delete was written by node 5');
     } finally {
       db.close();
     }

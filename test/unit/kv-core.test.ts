@@ -1,6 +1,7 @@
 // Unit tests of the cache core (src/core/kv): the hybrid logical clock, the
 // last-writer-wins order, the replica (writes, merges, tombstones, restore,
 // digests and anti-entropy, scans, purge, bounds) and the glob of KEYS/SCAN.
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compareWrites, isLive, versionFingerprint } from '../../src/core/kv/entry.js';
@@ -274,6 +275,20 @@ describe('KvReplica digests and anti-entropy', () => {
     a.apply(entry('k', 'one value', h, 'n'), T0_MS);
     b.apply(entry('k', 'another', h, 'n'), T0_MS);
     assert.deepEqual(a.digest(), b.digest(), 'versions, not values: one version must only ever have one value');
+  });
+
+  test('fingerprints and digests keep their values (replicas of different versions compare digests)', () => {
+    // Pinned from the implementation before the fingerprint was computed in place.
+    assert.deepEqual(versionFingerprint('k', 5 * 2 ** 40 + 7, 'n1', false), [489936726, 1677746214]);
+    assert.deepEqual(versionFingerprint('k\u00ff', 2 ** 52 + 3, 'nø', true), [2774233137, 2522818551]);
+    const r = replica('n1');
+    for (let i = 0; i < 50; i++) {
+      r.apply({ key: `k${i % 20}`, value: i % 7 === 0 ? undefined : new Uint8Array([i]), hlc: T0_MS * LOGICAL_SPAN + i, node: i % 3 === 0 ? 'nø' : `n${i % 4}`, expiresMs: 0 }, T0_MS);
+    }
+    r.write('k3', undefined, T0_MS + 5);
+    r.write('new', new Uint8Array([1]), T0_MS + 6);
+    r.purge(hlcOf(T0_MS + 10), 100);
+    assert.equal(createHash('sha256').update(r.digest()).digest('hex'), '195544bb109c27dbd318e984f756912b31fdb46ece6f85ffc1e9cd392a49df4b');
   });
 
   test('a digest of another shape is refused', () => {

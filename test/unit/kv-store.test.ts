@@ -1,8 +1,9 @@
 // The cache's SQLite log (src/store/kv-store.ts) on a real file: group
-// commits append rows, a reopen replays them (a later row of a key wins),
-// forget rows hide a key's older rows across restarts, the cleaner drops
-// garbage without losing a live version or resurrecting a forgotten key,
-// and a cache.db of the earlier one-row-per-key layout is carried over.
+// commits append one row each, a reopen replays them (a later record of a
+// key wins), forget records hide a key's older records across restarts, the
+// cleaner drops garbage without losing a live version or resurrecting a
+// forgotten key, and a cache.db of the earlier layouts (one row per key, one
+// row per version) is carried over.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { KvEntry } from '../../src/core/kv/entry.js';
+import { LogBlobError } from '../../src/store/kv-log-codec.js';
 import { KvStore } from '../../src/store/kv-store.js';
 
 function dir(t: { after(fn: () => void): void }): string {
@@ -119,4 +121,82 @@ test('the clock ceiling survives a reopen', (t) => {
   const again = KvStore.open(d);
   assert.equal(again.ceiling(), 123_456);
   again.close();
+});
+
+test('a cache.db with the one-row-per-version log is carried over, forget rows applied', (t) => {
+  const d = dir(t);
+  const db = new Database(join(d, 'cache.db'));
+  db.exec('CREATE TABLE log (seq INTEGER PRIMARY KEY, key BLOB NOT NULL, value BLOB, hlc INTEGER NOT NULL, node TEXT NOT NULL, expires_ms INTEGER NOT NULL)');
+  const row = db.prepare('INSERT INTO log (key, value, hlc, node, expires_ms) VALUES (?, ?, ?, ?, ?)');
+  row.run(Buffer.from('a'), Buffer.from('1'), 1, 'n1', 0);
+  row.run(Buffer.from('b'), Buffer.from('1'), 2, 'n2', 99);
+  row.run(Buffer.from('a'), Buffer.from('2'), 3, 'n3', 0);
+  row.run(Buffer.from('c'), null, 4, 'n1', 0);
+  row.run(Buffer.from('b'), null, 0, '', 0);
+  db.close();
+  let { store, held } = reopen(d);
+  assert.equal(text(held.get('a')), '2');
+  assert.equal(held.get('a')?.node, 'n3');
+  assert.equal(held.has('b'), false, 'the forget row of b is applied');
+  assert.equal(held.get('c')?.value, undefined);
+  assert.equal(held.get('c')?.hlc, 4);
+  assert.equal(store.count(), 2);
+  store.write([entry('d', '1', 5)]);
+  store.close();
+  const check = new Database(join(d, 'cache.db'), { readonly: true });
+  assert.deepEqual(check.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all(), ['commits', 'meta']);
+  check.close();
+  ({ store, held } = reopen(d));
+  assert.deepEqual([...held.keys()].sort(), ['a', 'c', 'd']);
+  store.close();
+});
+
+test('a key twice in one commit: its last version is stored, once', (t) => {
+  const d = dir(t);
+  const s = KvStore.open(d);
+  s.all();
+  s.write([entry('a', '1', 1), entry('b', '1', 2), entry('a', '2', 3)]);
+  assert.equal(s.count(), 2);
+  assert.equal(s.garbage, 0);
+  s.close();
+  const { store, held } = reopen(d);
+  assert.equal(text(held.get('a')), '2');
+  assert.equal(store.count(), 2);
+  assert.equal(store.garbage, 0);
+  store.close();
+});
+
+test('a forgotten key written again counts as held again', (t) => {
+  const d = dir(t);
+  const s = KvStore.open(d);
+  s.all();
+  s.write([entry('x', '1', 1)]);
+  s.remove(['x', 'x']);
+  assert.equal(s.count(), 0);
+  assert.equal(s.garbage, 2);
+  s.write([entry('x', '2', 2)]);
+  assert.equal(s.count(), 1);
+  assert.equal(s.garbage, 2);
+  while (s.garbage > 0) if (s.clean() === 0) break;
+  assert.equal(s.garbage, 0);
+  s.close();
+  const { store, held } = reopen(d);
+  assert.equal(text(held.get('x')), '2');
+  assert.equal(store.count(), 1);
+  store.close();
+});
+
+test('a damaged commit fails the load instead of loading another cache', (t) => {
+  const d = dir(t);
+  const s = KvStore.open(d);
+  s.all();
+  s.write([entry('key', 'value', 1)]);
+  s.close();
+  const db = new Database(join(d, 'cache.db'));
+  const blob = db.prepare('SELECT records FROM commits').pluck().get() as Buffer;
+  db.prepare('UPDATE commits SET records = ?').run(blob.subarray(0, blob.length - 2));
+  db.close();
+  const broken = KvStore.open(d);
+  assert.throws(() => broken.all(), LogBlobError);
+  broken.close();
 });

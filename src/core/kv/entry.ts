@@ -60,6 +60,29 @@ function fmix32(x: number): number {
   return h >>> 0;
 }
 
+/** Seeds of the key's two fingerprint hashes; the first is also what buckets and placement hash with. */
+export const KEY_SEED_A = 0x811c9dc5;
+export const KEY_SEED_B = 0x01234567;
+const NODE_SEED_DELETED = 0x9e3779b9;
+const NODE_SEED_LIVE = 0x7f4a7c15;
+
+/** The node part of a version's fingerprint. */
+export function nodeHash(node: string, deleted: boolean): number {
+  return hashString32(node, deleted ? NODE_SEED_DELETED : NODE_SEED_LIVE);
+}
+
+/**
+ * XORs a version's fingerprint into `out[at]` (low half) and `out[at + 1]`
+ * (high half), from its key's two hashes (seeds KEY_SEED_A and KEY_SEED_B)
+ * and its node hash: what `versionFingerprint` computes, without the array.
+ */
+export function xorFingerprint(out: Uint32Array, at: number, keyA: number, keyB: number, hlc: Hlc, node: number): void {
+  const hlcLow = hlc % 0x1_0000_0000;
+  const hlcHigh = Math.floor(hlc / 0x1_0000_0000);
+  out[at] = out[at]! ^ fmix32(keyA ^ Math.imul(hlcLow, 0xcc9e2d51) ^ node);
+  out[at + 1] = out[at + 1]! ^ fmix32(keyB ^ Math.imul(hlcHigh + 0x1b873593, 0x85ebca6b) ^ fmix32(hlcLow + node));
+}
+
 /**
  * A 64-bit fingerprint of a version as two 32-bit halves. Buckets XOR the
  * fingerprints of their entries, so a bucket's fingerprint changes with any
@@ -67,12 +90,7 @@ function fmix32(x: number): number {
  * 1 - 2^-64) they hold the same versions in it.
  */
 export function versionFingerprint(key: string, hlc: Hlc, node: string, deleted: boolean): [number, number] {
-  const hlcLow = hlc % 0x1_0000_0000;
-  const hlcHigh = Math.floor(hlc / 0x1_0000_0000);
-  let a = hashString32(key, 0x811c9dc5);
-  let b = hashString32(key, 0x01234567);
-  const n = hashString32(node, deleted ? 0x9e3779b9 : 0x7f4a7c15);
-  a = fmix32(a ^ Math.imul(hlcLow, 0xcc9e2d51) ^ n);
-  b = fmix32(b ^ Math.imul(hlcHigh + 0x1b873593, 0x85ebca6b) ^ fmix32(hlcLow + n));
-  return [a, b];
+  const out = new Uint32Array(2);
+  xorFingerprint(out, 0, hashString32(key, KEY_SEED_A), hashString32(key, KEY_SEED_B), hlc, nodeHash(node, deleted));
+  return [out[0]!, out[1]!];
 }

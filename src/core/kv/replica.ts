@@ -1,4 +1,4 @@
-import { compareWrites, hashString32, isLive, versionFingerprint, versionOf } from './entry.js';
+import { KEY_SEED_A, KEY_SEED_B, compareWrites, hashString32, isLive, nodeHash, versionOf, xorFingerprint } from './entry.js';
 import type { KvEntry, KvVersion } from './entry.js';
 import { HybridClock, hlcOf, hlcWallMs } from './hlc.js';
 import type { Hlc } from './hlc.js';
@@ -61,6 +61,10 @@ export class KvReplica {
   private live = 0;
   private ceiling = 0;
   private ceilingDue = false;
+  /** The node hashes of the last writer seen (most versions come from a few writers). */
+  private hashedNode = '';
+  private hashedNodeLive = nodeHash('', false);
+  private hashedNodeDeleted = nodeHash('', true);
   readonly stats = { applied: 0, stale: 0, dropped: 0, purged: 0, future: 0 };
 
   constructor(private readonly config: KvReplicaConfig) {
@@ -89,7 +93,7 @@ export class KvReplica {
   }
 
   bucketOf(key: string): number {
-    return hashString32(key) % this.config.bucketCount;
+    return hashString32(key, KEY_SEED_A) % this.config.bucketCount;
   }
 
   /** Loads persisted entries at start (then call restoreClock). */
@@ -348,15 +352,18 @@ export class KvReplica {
   }
 
   private replace(held: KvEntry | undefined, entry: KvEntry): void {
-    const bucket = this.bucketOf(entry.key);
+    // The key's hashes once for both versions: the first also picks the bucket.
+    const keyA = hashString32(entry.key, KEY_SEED_A);
+    const keyB = hashString32(entry.key, KEY_SEED_B);
+    const bucket = keyA % this.config.bucketCount;
     if (held) {
-      this.toggle(bucket, held);
+      this.toggle(bucket, keyA, keyB, held);
       if (held.value !== undefined) this.live -= 1;
     } else {
       this.bucketKeys[bucket]!.add(entry.key);
       this.sortedKeys = undefined;
     }
-    this.toggle(bucket, entry);
+    this.toggle(bucket, keyA, keyB, entry);
     if (entry.value !== undefined) this.live += 1;
     this.entries.set(entry.key, entry);
   }
@@ -364,18 +371,23 @@ export class KvReplica {
   private remove(key: string): void {
     const held = this.entries.get(key);
     if (!held) return;
-    const bucket = this.bucketOf(key);
-    this.toggle(bucket, held);
+    const keyA = hashString32(key, KEY_SEED_A);
+    const bucket = keyA % this.config.bucketCount;
+    this.toggle(bucket, keyA, hashString32(key, KEY_SEED_B), held);
     if (held.value !== undefined) this.live -= 1;
     this.bucketKeys[bucket]!.delete(key);
     this.entries.delete(key);
     this.sortedKeys = undefined;
   }
 
-  private toggle(bucket: number, e: KvEntry): void {
-    const [low, high] = versionFingerprint(e.key, e.hlc, e.node, e.value === undefined);
-    this.fingerprints[bucket * 2] = this.fingerprints[bucket * 2]! ^ low;
-    this.fingerprints[bucket * 2 + 1] = this.fingerprints[bucket * 2 + 1]! ^ high;
+  /** XORs a version into its bucket's fingerprint (versionFingerprint, with the key's hashes given). */
+  private toggle(bucket: number, keyA: number, keyB: number, e: KvEntry): void {
+    if (e.node !== this.hashedNode) {
+      this.hashedNode = e.node;
+      this.hashedNodeLive = nodeHash(e.node, false);
+      this.hashedNodeDeleted = nodeHash(e.node, true);
+    }
+    xorFingerprint(this.fingerprints, bucket * 2, keyA, keyB, e.hlc, e.value === undefined ? this.hashedNodeDeleted : this.hashedNodeLive);
   }
 }
 
