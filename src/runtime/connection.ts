@@ -79,6 +79,11 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   private budgetedBytes = 0;
   private partialTimer: NodeJS.Timeout | undefined;
   readonly remote: string;
+  /**
+   * Sees each frame's payload before the generated decoder; returning true
+   * takes the frame (a service's hand-written codec for its hot frame).
+   */
+  rawFrameHandler: ((payload: Uint8Array) => boolean) | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -166,6 +171,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     if (!this.accountPartial()) return;
     for (const frame of frames) {
       if (this.closed) return;
+      if (this.rawFrameHandler?.(frame)) continue;
       let env: Envelope;
       try {
         env = decodeEnvelope(frame);
