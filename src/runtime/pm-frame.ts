@@ -288,3 +288,121 @@ export function decodePmOkFrame(payload: Uint8Array): PmOkFrame | undefined {
   }
   return c.at === c.end ? { requestId, seq, acceptedMs } : undefined;
 }
+
+// ---------------------------------------------------------------------------
+// Delivery: Envelope{body: pm_deliver{repeated PmMessage{seq, text, accepted_ms, sender}}}
+
+const TAG_PM_DELIVER = [0x92, 0x04] as const; // 66, length-delimited
+const TAG_3_VARINT = 0x18;
+const TAG_4_LEN = 0x22;
+
+export interface PmDeliverMessage {
+  readonly seq: number;
+  readonly text: string;
+  readonly acceptedMs: number;
+  readonly sender: string;
+}
+
+/** One whole frame delivering `messages` (in the given order), as the generated code writes it. */
+export function encodePmDeliverFrame(messages: readonly PmDeliverMessage[]): Uint8Array {
+  const texts: (Uint8Array | string)[] = new Array(messages.length);
+  const senders: (Uint8Array | string)[] = new Array(messages.length);
+  const sizes: number[] = new Array(messages.length);
+  let body = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!;
+    const t = (texts[i] = utf8Bytes(m.text));
+    const s = (senders[i] = utf8Bytes(m.sender));
+    const size =
+      (m.seq !== 0 ? 1 + varintBytes(m.seq) : 0) +
+      (t.length > 0 ? 1 + varintBytes(t.length) + t.length : 0) +
+      (m.acceptedMs !== 0 ? 1 + varintBytes(m.acceptedMs) : 0) +
+      (s.length > 0 ? 1 + varintBytes(s.length) + s.length : 0);
+    sizes[i] = size;
+    body += 1 + varintBytes(size) + size;
+  }
+  const payload = 2 + varintBytes(body) + body;
+  const out = new Uint8Array(FRAME_HEADER_BYTES + payload);
+  writeHeader(out, 0, payload);
+  let at = FRAME_HEADER_BYTES;
+  out[at++] = TAG_PM_DELIVER[0];
+  out[at++] = TAG_PM_DELIVER[1];
+  at = writeVarint(out, at, body);
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i]!;
+    const t = texts[i]!;
+    const s = senders[i]!;
+    out[at++] = TAG_1_LEN;
+    at = writeVarint(out, at, sizes[i]!);
+    if (m.seq !== 0) {
+      out[at++] = TAG_1_VARINT;
+      at = writeVarint(out, at, m.seq);
+    }
+    if (t.length > 0) {
+      out[at++] = TAG_2_LEN;
+      at = writeVarint(out, at, t.length);
+      at = writeString(out, at, t);
+    }
+    if (m.acceptedMs !== 0) {
+      out[at++] = TAG_3_VARINT;
+      at = writeVarint(out, at, m.acceptedMs);
+    }
+    if (s.length > 0) {
+      out[at++] = TAG_4_LEN;
+      at = writeVarint(out, at, s.length);
+      at = writeString(out, at, s);
+    }
+  }
+  return out;
+}
+
+/** A delivery in its canonical layout (no request id, not a response), or undefined. */
+export function decodePmDeliverFrame(payload: Uint8Array): PmDeliverMessage[] | undefined {
+  const c = new Cursor(payload, payload.length);
+  if (!c.tag2(TAG_PM_DELIVER)) return undefined;
+  const body = c.length();
+  if (body < 0 || c.at + body !== c.end) return undefined;
+  const out: PmDeliverMessage[] = [];
+  while (c.at < payload.length) {
+    if (c.buf[c.at] !== TAG_1_LEN) return undefined;
+    c.at += 1;
+    const n = c.length();
+    if (n < 0) return undefined;
+    const end = c.at + n;
+    c.end = end;
+    let seq = 0;
+    let text = '';
+    let acceptedMs = 0;
+    let sender = '';
+    if (c.at < end && c.buf[c.at] === TAG_1_VARINT) {
+      c.at += 1;
+      seq = c.varint();
+      if (seq <= 0) return undefined;
+    }
+    if (c.at < end && c.buf[c.at] === TAG_2_LEN) {
+      c.at += 1;
+      const k = c.length();
+      if (k <= 0) return undefined;
+      const s = c.string(k);
+      if (s === undefined) return undefined;
+      text = s;
+    }
+    if (c.at < end && c.buf[c.at] === TAG_3_VARINT) {
+      c.at += 1;
+      acceptedMs = c.varint();
+      if (acceptedMs <= 0) return undefined;
+    }
+    if (c.at < end && c.buf[c.at] === TAG_4_LEN) {
+      c.at += 1;
+      const k = c.length();
+      if (k <= 0) return undefined;
+      const s = c.string(k);
+      if (s === undefined) return undefined;
+      sender = s;
+    }
+    if (c.at !== end) return undefined;
+    c.end = payload.length;
+    out.push({ seq, text, acceptedMs, sender });
+  }
+  return out;
+}

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePmOkFrame, decodePmSendFrame, encodePmOkFrame, encodePmOkFrameInto, encodePmSendFrame, pmOkFrameBytes } from '../../src/runtime/pm-frame.js';
+import { decodePmDeliverFrame, decodePmOkFrame, decodePmSendFrame, encodePmDeliverFrame, encodePmOkFrame, encodePmOkFrameInto, encodePmSendFrame, pmOkFrameBytes } from '../../src/runtime/pm-frame.js';
+import type { PmDeliverMessage } from '../../src/runtime/pm-frame.js';
 import { FRAME_HEADER_BYTES, decodeEnvelope, encodeEnvelopeFrame } from '../../src/wire/index.js';
 import type { Envelope } from '../../src/wire/index.js';
 import { SimRandom } from '../../src/sim/random.js';
@@ -133,5 +134,71 @@ test('fuzz: mutated frames are either declined or read exactly as the generated 
     if (decodePmSendFrame(b) || decodePmOkFrame(b)) accepted += 1;
   }
   // Enough mutants stay well formed for the comparison to mean something.
+  assert.ok(accepted > 500, `only ${accepted} mutants were read`);
+});
+
+const generatedDeliver = (messages: readonly PmDeliverMessage[]): Uint8Array =>
+  encodeEnvelopeFrame({ body: { case: 'pmDeliver', value: { messages: messages.map((m) => ({ seq: BigInt(m.seq), text: m.text, acceptedMs: BigInt(m.acceptedMs), sender: m.sender })) } } });
+
+test('delivery frames are byte-identical to the generated encoding and read back', () => {
+  const clean = (s: string): string => new TextDecoder('utf-8', { ignoreBOM: true }).decode(new TextEncoder().encode(s));
+  const batches: PmDeliverMessage[][] = [[]];
+  let seq = 0;
+  for (const text of STRINGS) {
+    batches.push([{ seq: ++seq, text, acceptedMs: 1_795_319_096_847, sender: 's1' }]);
+    batches.push(STRINGS.slice(0, 9).map((sender, i) => ({ seq: NUMBERS[i % NUMBERS.length]!, text, acceptedMs: NUMBERS[(i + 3) % NUMBERS.length]!, sender })));
+  }
+  batches.push(Array.from({ length: 1_000 }, (_, i) => ({ seq: 100_000 + i, text: `bulk${String(i).padStart(9, '0')}`, acceptedMs: 1_795_319_096_847 + i, sender: 'bulk' })));
+  for (const batch of batches) {
+    const want = generatedDeliver(batch);
+    assert.deepEqual(encodePmDeliverFrame(batch), want);
+    assert.deepEqual(decodePmDeliverFrame(payloadOf(want)), batch.map((m) => ({ ...m, text: clean(m.text), sender: clean(m.sender) })));
+  }
+});
+
+test('a delivery in any other layout is declined', () => {
+  const one = payloadOf(generatedDeliver([{ seq: 3, text: 'hi', acceptedMs: 9, sender: 'p' }]));
+  const declined: [string, Uint8Array][] = [
+    ['with a request id', payloadOf(encodeEnvelopeFrame({ requestId: 4, body: { case: 'pmDeliver', value: { messages: [{ seq: 3n, text: 'hi' }] } } }))],
+    ['truncated', one.subarray(0, one.length - 1)],
+    ['unknown PmMessage field', Uint8Array.from([0x92, 0x04, 0x06, 0x0a, 0x04, 0x08, 0x03, 0x28, 0x01])],
+    ['fields out of order', Uint8Array.from([0x92, 0x04, 0x07, 0x0a, 0x05, 0x12, 0x01, 0x74, 0x08, 0x03])],
+    ['inner length past the message', Uint8Array.from([0x92, 0x04, 0x06, 0x0a, 0x04, 0x12, 0x05, 0x74, 0x74])],
+    ['an ack', payloadOf(encodeEnvelopeFrame({ body: { case: 'pmAck', value: { seq: 3n } } }))],
+    ['seq beyond 2^53', payloadOf(encodeEnvelopeFrame({ body: { case: 'pmDeliver', value: { messages: [{ seq: 2n ** 60n }] } } }))],
+  ];
+  for (const [what, payload] of declined) assert.equal(decodePmDeliverFrame(payload), undefined, what);
+  // Out of order is still a valid delivery to the generated decoder: declining hands it over, it is not refused.
+  assert.equal(decodeEnvelope(Uint8Array.from([0x92, 0x04, 0x07, 0x0a, 0x05, 0x12, 0x01, 0x74, 0x08, 0x03])).body.case, 'pmDeliver');
+});
+
+test('fuzz: mutated deliveries are either declined or read exactly as the generated decoder reads them', () => {
+  const rnd = new SimRandom(4066);
+  const seed = payloadOf(generatedDeliver([{ seq: 3, text: 'hi', acceptedMs: 9, sender: 'p' }, { seq: 4, text: 'é', acceptedMs: 1_795_319_096_847, sender: 'q' }]));
+  let accepted = 0;
+  for (let i = 0; i < 20_000; i++) {
+    let b = Uint8Array.from(seed);
+    for (let m = rnd.int(1, 3); m > 0; m--) {
+      const at = rnd.int(0, b.length);
+      const kind = rnd.int(0, 2);
+      if (kind === 0 && b.length > 0) b[Math.min(at, b.length - 1)] = rnd.int(0, 255);
+      else if (kind === 1) b = Uint8Array.from([...b.subarray(0, at), rnd.int(0, 255), ...b.subarray(at)]);
+      else b = Uint8Array.from([...b.subarray(0, at), ...b.subarray(at + 1)]);
+    }
+    const got = decodePmDeliverFrame(b);
+    if (!got) continue;
+    accepted += 1;
+    const env = decodeEnvelope(b);
+    assert.equal(env.body.case, 'pmDeliver');
+    if (env.body.case !== 'pmDeliver') continue;
+    assert.equal(env.requestId, 0);
+    assert.equal(env.response, false);
+    assert.equal(env.$unknown?.length ?? 0, 0);
+    assert.equal(env.body.value.$unknown?.length ?? 0, 0);
+    assert.deepEqual(got, env.body.value.messages.map((m) => {
+      assert.equal(m.$unknown?.length ?? 0, 0);
+      return { seq: Number(m.seq), text: m.text, acceptedMs: Number(m.acceptedMs), sender: m.sender };
+    }));
+  }
   assert.ok(accepted > 500, `only ${accepted} mutants were read`);
 });
