@@ -61,7 +61,7 @@ interface Pending {
   readonly effects: readonly PmEffect[] | undefined;
 }
 
-/** Participant ids the listener has already checked, so an msend stream checks its id once. */
+/** Participant ids already checked against PARTICIPANT_ID, so a stream of msends checks its id once. */
 const VALID_IDS_MAX = 4_096;
 
 export class CoordinatorServer {
