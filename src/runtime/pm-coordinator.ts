@@ -1,5 +1,5 @@
 import { CoordinatorCore, COORDINATOR_DEFAULTS } from '../core/pmcast/coordinator.js';
-import type { PmCommand, PmEffect, PmResult } from '../core/pmcast/coordinator.js';
+import type { PmCommand, PmEffect, PmMember } from '../core/pmcast/coordinator.js';
 import { PmStore } from '../store/pmcast-store.js';
 import type { StoredPmMessage } from '../store/pmcast-store.js';
 import type { Envelope } from '../wire/index.js';
@@ -8,6 +8,7 @@ import type { FramedConnection } from './connection.js';
 import { Listener } from './listener.js';
 import type { Logger } from './log.js';
 import { DeliverySession } from './pm-delivery.js';
+import { decodePmSendFrame, encodePmOkFrame, encodePmOkFrameInto, pmOkFrameBytes } from './pm-frame.js';
 
 /**
  * Seed 004's coordinator: one TCP port for participants' commands; a delivery
@@ -40,29 +41,38 @@ const DIAL_TIMEOUT_MS = 2_000;
 const DRAIN_TIMEOUT_MS = 2_000;
 
 interface Draining {
-  readonly env: Envelope;
+  readonly requestId: number;
   readonly conn: FramedConnection;
   readonly cmd: PmCommand;
   readonly targetSeq: number;
   readonly timer: NodeJS.Timeout;
 }
 
+/** A command applied to the core, answered once its batch is committed. */
 interface Pending {
-  readonly env: Envelope;
   readonly conn: FramedConnection;
-  readonly result: PmResult;
-  readonly effects: PmEffect[];
-  readonly lastSeq: number;
+  readonly requestId: number;
+  /** What the answer says: the message's seq for an msend, else the last seq then. */
+  readonly seq: number;
+  readonly acceptedMs: number;
+  /** An msend's message (the hot path carries no effect list)... */
+  readonly message: StoredPmMessage | undefined;
+  /** ...any other command's effects. */
+  readonly effects: readonly PmEffect[] | undefined;
 }
+
+/** Participant ids already checked against PARTICIPANT_ID, so a stream of msends checks its id once. */
+const VALID_IDS_MAX = 4_096;
 
 export class CoordinatorServer {
   private store!: PmStore;
   private core!: CoordinatorCore;
   private listener!: Listener;
   private readonly sessions = new Map<string, DeliverySession>();
-  private readonly recent = new Map<number, StoredPmMessage>();
+  private readonly recent = new RecentMessages(RECENT_MAX);
   private pending: Pending[] = [];
   private acks = new Map<string, number>();
+  private readonly validIds = new Set<string>();
   private commitScheduled = false;
   private purgeTimer: NodeJS.Timeout | undefined;
   private purgedSeq = 0;
@@ -97,7 +107,10 @@ export class CoordinatorServer {
       log: this.options.log.child({ component: 'listener' }),
       clock: () => performance.now(),
       onPeer: (_hello, conn) => conn.close({ kind: 'local', why: 'participants connect as clients' }),
-      onClient: (conn) => conn.on('envelope', (env) => this.onCommand(env, conn)),
+      onClient: (conn) => {
+        conn.setFrameHook((payload) => this.onMsendFrame(payload, conn));
+        conn.on('envelope', (env) => this.onCommand(env, conn));
+      },
     });
     await this.listener.start((err) => this.options.log.error({ err: err.message }, 'listener error'));
     // Members online when we stopped are owed the rest: resume delivering at once.
@@ -116,22 +129,49 @@ export class CoordinatorServer {
     this.store.close();
   }
 
+  /**
+   * The hot path: an msend in its canonical encoding, read without the
+   * generated decoder (anything else returns false and takes onCommand's way).
+   */
+  private onMsendFrame(payload: Uint8Array, conn: FramedConnection): boolean {
+    const f = decodePmSendFrame(payload);
+    if (!f) return false;
+    if (!this.validIds.has(f.participant)) {
+      if (!PARTICIPANT_ID.test(f.participant)) {
+        replyError(conn, f.requestId, 'bad_request', 'not a valid coordinator command: pmSend');
+        return true;
+      }
+      if (this.validIds.size >= VALID_IDS_MAX) this.validIds.clear();
+      this.validIds.add(f.participant);
+    }
+    const result = this.core.accept(f.participant, f.text, Date.now());
+    if (!result.ok) {
+      replyError(conn, f.requestId, result.code, result.message);
+      return true;
+    }
+    const message = { seq: result.seq, sender: f.participant, text: f.text, acceptedMs: result.acceptedMs };
+    this.recent.set(message);
+    this.pending.push({ conn, requestId: f.requestId, seq: result.seq, acceptedMs: result.acceptedMs, message, effects: undefined });
+    this.scheduleCommit();
+    return true;
+  }
+
   private onCommand(env: Envelope, conn: FramedConnection): void {
     const cmd = toCommand(env);
     if (!cmd) {
-      conn.reply(env, { body: { case: 'error', value: { code: 'bad_request', message: `not a valid coordinator command: ${env.body.case ?? 'empty'}` } } });
+      replyError(conn, env.requestId, 'bad_request', `not a valid coordinator command: ${env.body.case ?? 'empty'}`);
       return;
     }
     if ((cmd.kind === 'disconnect' || cmd.kind === 'deregister') && this.mustDrain(cmd.id)) {
       if (this.draining.has(cmd.id)) {
-        conn.reply(env, { body: { case: 'error', value: { code: 'bad_request', message: `a ${cmd.kind} of ${cmd.id} is already in progress` } } });
+        replyError(conn, env.requestId, 'bad_request', `a ${cmd.kind} of ${cmd.id} is already in progress`);
         return;
       }
       const timer = setTimeout(() => this.finishDrain(cmd.id), DRAIN_TIMEOUT_MS);
-      this.draining.set(cmd.id, { env, conn, cmd, targetSeq: this.core.lastSequence, timer });
+      this.draining.set(cmd.id, { requestId: env.requestId, conn, cmd, targetSeq: this.core.lastSequence, timer });
       return;
     }
-    this.applyCommand(env, conn, cmd);
+    this.applyCommand(env.requestId, conn, cmd);
   }
 
   /** Online, reachable, and behind: its in-flight messages should land before it leaves. */
@@ -145,23 +185,25 @@ export class CoordinatorServer {
     if (!d) return;
     clearTimeout(d.timer);
     this.draining.delete(id);
-    this.applyCommand(d.env, d.conn, d.cmd);
+    this.applyCommand(d.requestId, d.conn, d.cmd);
   }
 
-  private applyCommand(env: Envelope, conn: FramedConnection, cmd: PmCommand): void {
+  private applyCommand(requestId: number, conn: FramedConnection, cmd: PmCommand): void {
     const { result, effects } = this.core.apply(cmd, Date.now());
     if (!result.ok) {
-      conn.reply(env, { body: { case: 'error', value: { code: result.code, message: result.message } } });
+      replyError(conn, requestId, result.code, result.message);
       return;
     }
+    let message: StoredPmMessage | undefined;
     for (const e of effects) {
       if (e.kind === 'save-message') {
-        const m = { seq: e.seq, sender: e.sender, text: e.text, acceptedMs: e.acceptedMs };
-        this.recent.set(m.seq, m);
-        this.recent.delete(m.seq - RECENT_MAX);
+        message = { seq: e.seq, sender: e.sender, text: e.text, acceptedMs: e.acceptedMs };
+        this.recent.set(message);
       }
     }
-    this.pending.push({ env, conn, result, effects, lastSeq: this.core.lastSequence });
+    // An msend answers with its seq; the other commands with the last seq at the time.
+    const seq = message ? message.seq : this.core.lastSequence;
+    this.pending.push({ conn, requestId, seq, acceptedMs: result.acceptedMs, message, effects });
     this.scheduleCommit();
   }
 
@@ -181,14 +223,15 @@ export class CoordinatorServer {
     this.acks = new Map();
     // Every message applied so far is in this batch (or an earlier one).
     const upToSeq = this.core.lastSequence;
-    const members = [];
-    const deletedMembers = [];
-    const messages = [];
+    const members: PmMember[] = [];
+    const deletedMembers: string[] = [];
+    const messages: StoredPmMessage[] = [];
     for (const p of batch) {
+      if (p.message) messages.push(p.message);
+      if (!p.effects) continue;
       for (const e of p.effects) {
         if (e.kind === 'save-member') members.push(e.member);
         else if (e.kind === 'delete-member') deletedMembers.push(e.id);
-        else if (e.kind === 'save-message') messages.push(this.recent.get(e.seq)!);
       }
     }
     try {
@@ -199,26 +242,17 @@ export class CoordinatorServer {
       process.exit(1);
     }
     this.committedSeq = upToSeq;
-    let fanout = false;
-    // The answers of a batch leave in one write per connection, not one system call each.
-    const corked = new Set<FramedConnection>();
+    if (batch.length === 0) return;
+    sendAnswers(batch);
+    let fanout = messages.length > 0;
     for (const p of batch) {
-      if (!corked.has(p.conn)) {
-        corked.add(p.conn);
-        p.conn.socket.cork();
-      }
-    }
-    for (const p of batch) {
-      const ok = p.result.ok ? p.result : undefined;
-      const seq = p.effects.some((e) => e.kind === 'save-message') ? ok!.seq : p.lastSeq;
-      p.conn.reply(p.env, { body: { case: 'pmOk', value: { seq: BigInt(seq), acceptedMs: BigInt(ok!.acceptedMs) } } });
+      if (!p.effects) continue;
       for (const e of p.effects) {
         if (e.kind === 'connect') this.openSession(e.id, e.host, e.port);
         else if (e.kind === 'disconnect') this.closeSession(e.id);
         else if (e.kind === 'fanout') fanout = true;
       }
     }
-    for (const conn of corked) conn.socket.uncork();
     if (fanout) for (const s of this.sessions.values()) s.pump();
   }
 
@@ -285,6 +319,57 @@ export class CoordinatorServer {
     this.core.purged(upTo);
     for (let s = this.purgedSeq + 1; s <= upTo; s++) this.recent.delete(s);
     this.purgedSeq = upTo;
+  }
+}
+
+/** The answers of a batch leave in one write per connection, not one system call each. */
+function sendAnswers(batch: readonly Pending[]): void {
+  if (batch.length === 1) {
+    const p = batch[0]!;
+    p.conn.sendFrame(encodePmOkFrame(p.requestId, p.seq, p.acceptedMs));
+    return;
+  }
+  const bytes = new Map<FramedConnection, number>();
+  for (const p of batch) bytes.set(p.conn, (bytes.get(p.conn) ?? 0) + pmOkFrameBytes(p.requestId, p.seq, p.acceptedMs));
+  const out = new Map<FramedConnection, { buf: Uint8Array; at: number }>();
+  for (const [conn, n] of bytes) out.set(conn, { buf: new Uint8Array(n), at: 0 });
+  for (const p of batch) {
+    const o = out.get(p.conn)!;
+    o.at = encodePmOkFrameInto(o.buf, o.at, p.requestId, p.seq, p.acceptedMs);
+  }
+  for (const [conn, o] of out) conn.sendFrame(o.buf);
+}
+
+function replyError(conn: FramedConnection, requestId: number, code: string, message: string): void {
+  conn.send({ requestId, response: true, body: { case: 'error', value: { code, message } } });
+}
+
+/**
+ * The last RECENT_MAX accepted messages by seq, in a ring: a message pushes
+ * out the one RECENT_MAX seqs before it.
+ */
+class RecentMessages {
+  private readonly slots: (StoredPmMessage | undefined)[];
+
+  constructor(private readonly capacity: number) {
+    this.slots = new Array<StoredPmMessage | undefined>(capacity).fill(undefined);
+  }
+
+  set(m: StoredPmMessage): void {
+    this.slots[m.seq % this.capacity] = m;
+  }
+
+  get(seq: number): StoredPmMessage | undefined {
+    const m = this.slots[seq % this.capacity];
+    return m !== undefined && m.seq === seq ? m : undefined;
+  }
+
+  has(seq: number): boolean {
+    return this.get(seq) !== undefined;
+  }
+
+  delete(seq: number): void {
+    if (this.has(seq)) this.slots[seq % this.capacity] = undefined;
   }
 }
 

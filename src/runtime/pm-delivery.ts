@@ -2,6 +2,7 @@ import { backoffDelayMs } from '../core/backoff.js';
 import type { StoredPmMessage } from '../store/pmcast-store.js';
 import type { FramedConnection } from './connection.js';
 import { connectAndGreet } from './handshake.js';
+import { encodePmDeliverFrame } from './pm-frame.js';
 import type { Logger } from './log.js';
 
 /**
@@ -65,8 +66,7 @@ export class DeliverySession {
       let bytes = 0;
       let n = 0;
       while (n < batch.length && (n === 0 || bytes + batch[n]!.text.length * 3 <= DELIVERY_LIMITS.batchBytesMax)) bytes += batch[n++]!.text.length * 3;
-      const messages = batch.slice(0, n).map((m) => ({ seq: BigInt(m.seq), text: m.text, acceptedMs: BigInt(m.acceptedMs), sender: m.sender }));
-      if (!conn.send({ body: { case: 'pmDeliver', value: { messages } } })) return;
+      if (!conn.sendFrame(encodePmDeliverFrame(n === batch.length ? batch : batch.slice(0, n)))) return;
       this.sentSeq = batch[n - 1]!.seq;
     }
   }

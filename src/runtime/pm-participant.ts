@@ -6,6 +6,7 @@ import type { FramedConnection } from './connection.js';
 import { connectAndGreet } from './handshake.js';
 import { Listener } from './listener.js';
 import type { Logger } from './log.js';
+import { decodePmDeliverFrame } from './pm-frame.js';
 import { ParticipantLog } from './pm-log.js';
 
 /**
@@ -150,7 +151,16 @@ export class Participant {
       helloTimeoutMs: 5_000,
       log: this.options.log.child({ component: 'receiver' }),
       clock: () => performance.now(),
-      onPeer: (_hello, conn) => conn.on('envelope', (env) => this.onDelivery(env, conn)),
+      onPeer: (_hello, conn) => {
+        conn.setFrameHook((payload) => {
+          // Deliveries in their canonical layout skip the generated decoder (pm-frame.ts).
+          const messages = decodePmDeliverFrame(payload);
+          if (!messages) return false;
+          this.onMessages(messages, conn);
+          return true;
+        });
+        conn.on('envelope', (env) => this.onDelivery(env, conn));
+      },
       onClient: (conn) => conn.close({ kind: 'local', why: 'only the coordinator delivers here' }),
     });
     try {
@@ -170,7 +180,11 @@ export class Participant {
 
   private onDelivery(env: Envelope, conn: FramedConnection): void {
     if (env.body.case !== 'pmDeliver') return;
-    const fresh = this.filter.accept(env.body.value.messages.map((m) => ({ seq: Number(m.seq), text: m.text })));
+    this.onMessages(env.body.value.messages.map((m) => ({ seq: Number(m.seq), text: m.text })), conn);
+  }
+
+  private onMessages(messages: readonly { seq: number; text: string }[], conn: FramedConnection): void {
+    const fresh = this.filter.accept(messages);
     this.messageLog.append(fresh);
     conn.send({ body: { case: 'pmAck', value: { seq: BigInt(this.filter.lastSeq) } } });
   }

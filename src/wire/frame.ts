@@ -58,6 +58,9 @@ export class FrameDecoder {
   }
 
   private peekLength(): number {
+    const c0 = this.chunks[0]!;
+    // Usual case: the header sits in one chunk; read it without allocating.
+    if (c0.length >= FRAME_HEADER_BYTES) return ((c0[0]! << 24) | (c0[1]! << 16) | (c0[2]! << 8) | c0[3]!) >>> 0;
     const header = new Uint8Array(FRAME_HEADER_BYTES);
     let filled = 0;
     for (const c of this.chunks) {

@@ -91,7 +91,9 @@ test('pmcast: kill -9 of the coordinator mid-stream and restart: every acknowled
 test('pmcast: kill -9 of a participant and restart + reconnect: its log never has a message twice', async (t) => {
   const dir = tempDir(t, 'grapevine-pmcast-crash-');
   const port = await freePort();
-  const tdMs = 2_000;
+  // The offline stretch below (disconnect, kill, restart, reconnect) must stay within td, so that
+  // every message is owed; a restart on a loaded machine took more than 2 s.
+  const tdMs = 10_000;
   await Coordinator.start(t, writeCoordinatorConfig(join(dir, 'coordinator.conf'), port, tdMs / 1000), port);
   const victim = new PmParticipant(t, 'victim', dir, port).start();
   const senders = [new PmParticipant(t, 's1', dir, port).start(), new PmParticipant(t, 's2', dir, port).start(), new PmParticipant(t, 's3', dir, port).start()];

@@ -157,17 +157,32 @@ export class CoordinatorCore {
         return { result: ok(), effects: [{ kind: 'save-member', member: m }, { kind: 'connect', id: m.id, host: m.host, port: m.port }] };
       }
       case 'msend': {
-        if (!member) return fail('not_registered', `participant ${cmd.id} is not registered: register first`);
-        const bytes = encoder.encode(cmd.text).length;
-        if (bytes > this.config.messageBytesMax) return fail('too_large', `the message is ${bytes} bytes; the limit is ${this.config.messageBytesMax}`);
-        if (this.retainedCount >= this.config.retainedMax) return fail('store_full', `${this.config.retainedMax} messages are waiting for slow members; try later`);
-        const seq = ++this.lastSeq;
-        this.lastAcceptedMs = at;
-        this.seqAt.push(seq);
-        this.timeAt.push(at);
-        return { result: ok(seq), effects: [{ kind: 'save-message', seq, sender: cmd.id, text: cmd.text, acceptedMs: at }, { kind: 'fanout', seq }] };
+        const result = this.accept(cmd.id, cmd.text, nowMs);
+        if (!result.ok) return { result, effects: [] };
+        return { result, effects: [{ kind: 'save-message', seq: result.seq, sender: cmd.id, text: cmd.text, acceptedMs: result.acceptedMs }, { kind: 'fanout', seq: result.seq }] };
       }
     }
+  }
+
+  /**
+   * msend: `apply` without the effect list, for the coordinator's hot path.
+   * An accepted message is to be saved (seq, sender, text, acceptedMs) and
+   * fanned out, exactly as apply's effects say.
+   */
+  accept(id: string, text: string, nowMs: number): PmResult {
+    if (!this.members.has(id)) return { ok: false, code: 'not_registered', message: `participant ${id} is not registered: register first` };
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: most texts need no encoding to be judged.
+    if (text.length * 3 > this.config.messageBytesMax) {
+      const bytes = encoder.encode(text).length;
+      if (bytes > this.config.messageBytesMax) return { ok: false, code: 'too_large', message: `the message is ${bytes} bytes; the limit is ${this.config.messageBytesMax}` };
+    }
+    if (this.retainedCount >= this.config.retainedMax) return { ok: false, code: 'store_full', message: `${this.config.retainedMax} messages are waiting for slow members; try later` };
+    const at = Math.max(nowMs, this.lastAcceptedMs);
+    const seq = ++this.lastSeq;
+    this.lastAcceptedMs = at;
+    this.seqAt.push(seq);
+    this.timeAt.push(at);
+    return { ok: true, seq, acceptedMs: at };
   }
 
   /** The member's receiver logged everything up to `seq`. Returns the member to save, if it moved. */
