@@ -59,6 +59,8 @@ export class GossipStore {
   private readonly db: Database.Database;
   private readonly stmts;
   private checkpointer: WalCheckpointer | undefined;
+  /** Built once: db.transaction() makes new wrapper functions on every call (a commit per turn under a trickle of messages). */
+  private readonly insertTx: (items: readonly { message: GossipMessage; receivedMs: number }[]) => number;
 
   private constructor(path: string) {
     this.db = new Database(path);
@@ -116,6 +118,14 @@ export class GossipStore {
         'INSERT INTO floors (origin, incarnation, floor) VALUES (?, ?, ?) ON CONFLICT (origin, incarnation) DO UPDATE SET floor = max(floor, excluded.floor)',
       ),
     };
+    const insert = this.stmts.insert;
+    this.insertTx = this.db.transaction((items: readonly { message: GossipMessage; receivedMs: number }[]) => {
+      let added = 0;
+      for (const { message: m, receivedMs } of items) {
+        added += insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path)).changes;
+      }
+      return added;
+    });
   }
 
   static open(dataDir: string): GossipStore {
@@ -125,13 +135,7 @@ export class GossipStore {
 
   /** Stores messages in one transaction; returns how many were new. */
   insertMany(items: readonly { message: GossipMessage; receivedMs: number }[]): number {
-    let added = 0;
-    this.db.transaction(() => {
-      for (const { message: m, receivedMs } of items) {
-        added += this.stmts.insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path)).changes;
-      }
-    })();
-    return added;
+    return this.insertTx(items);
   }
 
   get(id: string): StoredMessage | undefined {

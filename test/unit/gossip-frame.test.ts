@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import type { GossipMessage } from '../../src/core/gossip/message.js';
 import { messageFromWire, messageToWire } from '../../src/runtime/gossip-codec.js';
-import { decodeGossipBatchPayload, encodeGossipMessage, gossipBatchFrame } from '../../src/runtime/gossip-frame.js';
+import { decodeGossipBatchPayload, encodeGossipMessage, gossipBatchFrame, gossipEventFrame } from '../../src/runtime/gossip-frame.js';
 import { decodeEnvelope, encodeEnvelopeFrame, EnvelopeSchema, FRAME_HEADER_BYTES, GossipMessageSchema } from '../../src/wire/index.js';
 
 /** The hand-written gossip frame codec writes and reads exactly what the generated protobuf code does. */
@@ -102,4 +102,17 @@ test('malformed frames: never read out of bounds; whatever it accepts the genera
     if (hand === undefined) continue;
     assert.deepEqual(hand, generatedDecode(p));
   }
+});
+
+test('a watch event frame is the bytes encodeEnvelopeFrame writes for a gossipEvent', () => {
+  for (const requestId of [0, 1, 127, 128, 300, 0xffff_ffff]) {
+    for (const m of samples) {
+      const generated = encodeEnvelopeFrame({ requestId, body: { case: 'gossipEvent', value: { message: messageToWire(m) } } });
+      assert.deepEqual(Buffer.from(gossipEventFrame(requestId, encodeGossipMessage(m))), Buffer.from(generated));
+      const back = decodeEnvelope(generated.subarray(FRAME_HEADER_BYTES));
+      assert.equal(back.body.case, 'gossipEvent');
+    }
+  }
+  assert.throws(() => gossipEventFrame(-1, encodeGossipMessage(message())), RangeError);
+  assert.throws(() => gossipEventFrame(2 ** 32, encodeGossipMessage(message())), RangeError);
 });
