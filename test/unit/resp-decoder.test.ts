@@ -114,6 +114,36 @@ test('bulk length errors, including the size limit', () => {
   assert.deepEqual(decode(multibulk('SET', 'k', max), limits).commands, [['SET', 'k', max]]);
 });
 
+test('whole commands with unusual headers give the same errors as when they arrive byte by byte', () => {
+  // A command already whole in one chunk takes a one-pass path; anything
+  // unusual in it must still end in the exact error (decode() compares).
+  const limits = respDecoderLimits({ keyBytesMax: 16, valueBytesMax: 100 });
+  const cases: [string, string | undefined][] = [
+    ['*1\r\n$01\r\nX\r\n', 'Protocol error: invalid bulk length'],
+    ['*1\r\n$+1\r\nX\r\n', 'Protocol error: invalid bulk length'],
+    ['*2\r\n$3\r\nGET\r\n$-1\r\n\r\n', 'Protocol error: invalid bulk length'],
+    [`*1\r\n$${limits.bulkBytesMax + 1}\r\n${'v'.repeat(limits.bulkBytesMax + 1)}\r\n`, 'Protocol error: invalid bulk length'],
+    ['*01\r\n$4\r\nPING\r\n', 'Protocol error: invalid multibulk length'],
+    ['*2\r\n$4\r\nECHO\r\nx1\r\na\r\n', "Protocol error: expected '$', got 'x'"],
+    ['*2\r\n$4\r\nECHO\r\n$0\r\n\r\n', undefined],
+    ['*1\r\n$00\r\n\r\n', 'Protocol error: invalid bulk length'],
+  ];
+  for (const [input, error] of cases) {
+    const r = decode(`${multibulk('PING')}${input}${multibulk('PING')}`, limits);
+    assert.equal(r.error, error, JSON.stringify(input));
+    assert.deepEqual(r.commands[0], ['PING']);
+  }
+});
+
+test('arguments are Buffers', () => {
+  let args: Buffer[] = [];
+  new RespDecoder((a) => (args = a)).write(Buffer.from(multibulk('SET', 'k', 'v\xff'), 'latin1'));
+  for (const a of args) assert.ok(Buffer.isBuffer(a) && a instanceof Buffer);
+  assert.equal(args[2]!.toString('latin1'), 'v\xff');
+  assert.ok(args[0]!.equals(Buffer.from('SET')));
+  assert.equal(args[1]!.subarray(0, 1).toString(), 'k');
+});
+
 test('the default bulk limit is the cache value limit + 1 KiB', () => {
   assert.equal(respDecoderLimits().bulkBytesMax, 1024 * 1024 + 1024);
   assert.equal(respDecoderLimits({ keyBytesMax: 1, valueBytesMax: 2 ** 40 }).bulkBytesMax, 512 * 1024 * 1024);

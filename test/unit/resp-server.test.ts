@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { startRespServer } from '../../src/api/resp/server.js';
 import type { RespServer, RespServerOptions } from '../../src/api/resp/server.js';
 import { KvError } from '../../src/runtime/kv-access.js';
+import type { KvPutOptions } from '../../src/runtime/kv-access.js';
 import { MemoryKv } from '../helpers/memory-kv.js';
 import type { MemoryKvOptions } from '../helpers/memory-kv.js';
 
@@ -345,6 +346,54 @@ test('pipelined replies keep command order when the cache settles out of order',
   assert.deepEqual(await c.reply(), '2');
   assert.deepEqual(await c.reply(), { status: 'PONG' });
   assert.deepEqual(await c.reply(), 1);
+});
+
+/** Like the node's cache: every unconditional put of one group commit gets the same promise, settled by commit(). */
+class GroupCommitKv extends MemoryKv {
+  private turn: { promise: Promise<boolean>; settle: (err?: Error) => void } | undefined;
+  turns = 0;
+
+  override put(key: Uint8Array, value: Uint8Array, options: KvPutOptions = {}): Promise<boolean> {
+    const own = super.put(key, value, options);
+    if ((options.condition ?? 'always') !== 'always') return own;
+    if (!this.turn) {
+      let settle!: (err?: Error) => void;
+      const promise = new Promise<boolean>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve(true))));
+      this.turn = { promise, settle };
+      this.turns += 1;
+    }
+    return this.turn.promise;
+  }
+
+  commit(err?: Error): void {
+    this.turn?.settle(err);
+    this.turn = undefined;
+  }
+}
+
+test('writes that share one group commit promise: each gets its reply, in order, around other replies', async (t) => {
+  const kv = new GroupCommitKv({ syncReads: true });
+  const server = await startRespServer({ host: '127.0.0.1', port: 0, kv, log: silent });
+  t.after(() => server.close());
+  const c = await Client.connect(t, server.port);
+  const batch = [['SET', 'a', '1'], ['GET', 'a'], ['SET', 'b', '2'], ['SET', 'a', 'x', 'NX'], ['SET', 'c', '3'], ['PING']];
+  c.send(Buffer.concat(batch.map((args) => encode(args))));
+  for (let i = 0; i < 100 && kv.turns === 0; i++) await sleep(10);
+  await sleep(30);
+  assert.equal(c.pending, '', 'nothing overtakes the pending commit');
+  kv.commit();
+  for (const expected of [OK, '1', OK, null, OK, { status: 'PONG' }]) assert.deepEqual(await c.reply(), expected);
+  // A later commit is a new promise; a failed one fails each of its writes.
+  c.send(Buffer.concat([encode(['SET', 'd', '4']), encode(['SET', 'e', '5']), encode(['GET', 'd'])]));
+  for (let i = 0; i < 100 && kv.turns < 2; i++) await sleep(10);
+  kv.commit(new KvError('busy', 'disk full'));
+  assert.deepEqual(await c.reply(), err('ERR disk full'));
+  assert.deepEqual(await c.reply(), err('ERR disk full'));
+  assert.deepEqual(await c.reply(), '4');
+  c.send(encode(['SET', 'f', '6']));
+  for (let i = 0; i < 100 && kv.turns < 3; i++) await sleep(10);
+  kv.commit();
+  assert.deepEqual(await c.reply(), OK);
 });
 
 test('random settle delays: 300 pipelined commands come back in order', async (t) => {

@@ -47,6 +47,8 @@ const NULL_BULK_BYTES = Buffer.from('$-1\r\n');
 /** Bulk values this large are written from their own buffer instead of copied. */
 const LARGE_BULK_BYTES = 16 * 1024;
 const INITIAL_BYTES = 16 * 1024;
+/** Values up to this size are copied byte by byte (see bulk()). */
+const SMALL_COPY_BYTES = 32;
 /** A batch buffer that grew past this is dropped after use rather than kept per connection. */
 const KEEP_BYTES_MAX = 256 * 1024;
 
@@ -100,11 +102,19 @@ export class ReplyWriter {
       this.chunks.push(value, CRLF);
       return;
     }
-    this.reserve(value.length + 2);
-    this.buf.set(value, this.len);
-    this.len += value.length;
-    this.buf[this.len++] = 0x0d;
-    this.buf[this.len++] = 0x0a;
+    const n = value.length;
+    this.reserve(n + 2);
+    const b = this.buf;
+    let at = this.len;
+    // TypedArray#set costs more than a short loop for the few bytes of a typical value.
+    if (n <= SMALL_COPY_BYTES) for (let i = 0; i < n; i++) b[at++] = value[i]!;
+    else {
+      b.set(value, at);
+      at += n;
+    }
+    b[at++] = 0x0d;
+    b[at++] = 0x0a;
+    this.len = at;
   }
 
   bulkString(s: string): void {

@@ -175,8 +175,15 @@ class RespConnection {
    */
   private queue: (Reply | Promise<Reply>)[] = [];
   private queueHead = 0;
-  /** pump() is working through `queue` (it awaits the promises one by one). */
-  private pumping = false;
+  /** The promise at the head of the queue that one reaction waits for; none while nothing is pending. */
+  private awaited: Promise<Reply> | undefined;
+  /**
+   * The last promise that settled, and its reply: the cache hands every
+   * write of one group commit the same promise, so the replies queued behind
+   * it are written without another reaction each.
+   */
+  private settled: Promise<Reply> | undefined;
+  private settledReply: Reply = null;
   /** No more commands are taken (QUIT or a protocol error); close once the replies are out. */
   private closing = false;
   private ended = false;
@@ -205,6 +212,7 @@ class RespConnection {
       this.ended = true;
       this.queue = [];
       this.queueHead = 0;
+      this.settled = undefined;
       this.clearIdleTimer();
     });
   }
@@ -246,52 +254,80 @@ class RespConnection {
 
   /** A reply straight to the writer when nothing is ahead of it; else behind the others. */
   private push(reply: Reply | Promise<Reply>): void {
-    if (!this.pumping && !(reply instanceof Promise)) {
-      this.writer.reply(reply);
-      return;
+    if (this.awaited === undefined) {
+      if (!(reply instanceof Promise)) {
+        this.writer.reply(reply);
+        return;
+      }
+      if (reply === this.settled) {
+        this.writer.reply(this.settledReply);
+        return;
+      }
     }
     this.queue.push(reply);
-    if (!this.pumping) this.pump().catch(this.onPumpFailure);
+    // Called from the decoder (onData): onData's own flush writes what this adds.
+    if (this.awaited === undefined) this.drain(false);
   }
 
-  /** A bug, not the client's doing: log it and drop this connection only. */
-  private readonly onPumpFailure = (err: unknown): void => {
-    this.shared.log.error({ err, client: this.session.id }, 'RESP reply writer failed; closing the connection');
-    this.socket.destroy();
-  };
-
   /**
-   * Writes the queued replies in order, awaiting each promise in turn. One
-   * async loop per busy connection instead of a reaction per command: the
-   * promises were all started already (pipelining), this only orders the
-   * replies. It runs synchronously up to its first await.
+   * Writes queued replies in order until the queue is empty or its head is a
+   * promise still pending; then one reaction waits for that promise. The
+   * promises were all started already (pipelining); this only orders the
+   * replies. `fromReaction`: called from a promise reaction, so what was
+   * written must be sent from here (see queueFlush).
    */
-  private async pump(): Promise<void> {
-    this.pumping = true;
-    const log = this.shared.log;
-    while (this.queueHead < this.queue.length) {
-      let reply = this.queue[this.queueHead];
+  private drain(fromReaction: boolean): void {
+    const queue = this.queue;
+    while (this.queueHead < queue.length) {
+      let reply = queue[this.queueHead] as Reply | Promise<Reply>;
       if (reply instanceof Promise) {
-        // What is written so far leaves once this turn's microtasks are done.
-        this.queueFlush();
-        try {
-          reply = await reply;
-        } catch (err) {
-          reply = errorReply(err, log);
+        if (reply !== this.settled) {
+          this.awaited = reply;
+          reply.then(this.onSettled, this.onRejected);
+          // What is written so far leaves once this turn's microtasks are
+          // done, with the replies of any other command they settle.
+          if (fromReaction) this.queueFlush();
+          return;
         }
-        if (this.ended) return;
+        reply = this.settledReply;
       }
-      this.queue[this.queueHead++] = undefined;
-      this.writer.reply(reply as Reply);
+      queue[this.queueHead++] = undefined;
+      this.writer.reply(reply);
       if (this.queueHead >= QUEUE_COMPACT_AT) {
-        this.queue.splice(0, this.queueHead);
+        queue.splice(0, this.queueHead);
         this.queueHead = 0;
       }
     }
-    this.queue.length = 0;
+    queue.length = 0;
     this.queueHead = 0;
-    this.pumping = false;
-    this.queueFlush();
+    // Nothing is pending: no later reaction of this connection can add to
+    // this batch, so it leaves now rather than after a tick.
+    if (fromReaction) this.flush();
+  }
+
+  private readonly onSettled = (reply: Reply): void => {
+    this.resume(reply);
+  };
+
+  private readonly onRejected = (err: unknown): void => {
+    this.resume(errorReply(err, this.shared.log));
+  };
+
+  /** The awaited promise settled: its reply, then on down the queue. */
+  private resume(reply: Reply): void {
+    if (this.ended) return;
+    try {
+      this.settled = this.awaited;
+      this.settledReply = reply;
+      this.awaited = undefined;
+      this.queue[this.queueHead++] = undefined;
+      this.writer.reply(reply);
+      this.drain(true);
+    } catch (err) {
+      // A bug, not the client's doing: log it and drop this connection only.
+      this.shared.log.error({ err, client: this.session.id }, 'RESP reply writer failed; closing the connection');
+      this.drop();
+    }
   }
 
   private queueFlush(): void {
@@ -314,10 +350,10 @@ class RespConnection {
       this.writer.flush(this.socket);
     } catch (err) {
       this.shared.log.error({ err, client: this.session.id }, 'RESP write failed');
-      this.socket.destroy();
+      this.drop();
       return;
     }
-    if (this.closing && !this.pumping) {
+    if (this.closing && this.awaited === undefined) {
       this.ended = true;
       this.clearIdleTimer();
       this.socket.end();
@@ -327,6 +363,13 @@ class RespConnection {
     this.updateReading();
   }
 
+  /** Closes at once; nothing more is written, counted or timed for this connection. */
+  private drop(): void {
+    this.ended = true;
+    this.clearIdleTimer();
+    this.socket.destroy();
+  }
+
   /** Backpressure: stop reading while too many commands run or too many reply bytes wait. */
   private updateReading(): void {
     if (this.ended) return;
@@ -334,7 +377,7 @@ class RespConnection {
     if (outBytes > this.shared.outboundBytesMax * OUTBOUND_HARD_FACTOR) {
       this.shared.counters.outboundDisconnects += 1;
       this.shared.log.info({ client: this.session.id, outBytes }, 'RESP client does not read its replies; closing');
-      this.socket.destroy();
+      this.drop();
       return;
     }
     const max = this.shared.inflightCommandsMax;
@@ -364,7 +407,7 @@ class RespConnection {
       this.idleTimer = undefined;
       this.shared.counters.idleDisconnects += 1;
       this.shared.log.debug({ client: this.session.id, bufferedBytes: this.decoder.bufferedBytes }, 'RESP client stalled mid-command; closing');
-      this.socket.destroy();
+      this.drop();
     }, this.shared.idleHalfCommandTimeoutMs);
     this.idleTimer.unref();
   }
