@@ -12,6 +12,8 @@ export function keyToBytes(key: string): Uint8Array {
 }
 
 export function keyFromBytes(bytes: Uint8Array): string {
+  // RESP arguments are Buffers already: no second view per lookup.
+  if (Buffer.isBuffer(bytes)) return bytes.toString('latin1');
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
 
