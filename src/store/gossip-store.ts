@@ -59,19 +59,16 @@ export class GossipStore {
   private readonly db: Database.Database;
   private readonly stmts;
   private checkpointer: WalCheckpointer | undefined;
+  private checkpointerStarted = false;
   /** Built once: db.transaction() makes new wrapper functions on every call (a commit per turn under a trickle of messages). */
   private readonly insertTx: (items: readonly { message: GossipMessage; receivedMs: number }[]) => number;
 
-  private constructor(path: string) {
+  private constructor(private readonly path: string) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    this.checkpointer = new WalCheckpointer(path, CHECKPOINT_INTERVAL_MS, () => {
-      // Back to SQLite's own checkpoints: slower commits now and then, but a bounded WAL.
-      this.checkpointer = undefined;
-      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
-    });
-    this.db.pragma('wal_autocheckpoint = 0');
+    // SQLite's own checkpoints until the first message is stored (startCheckpointer).
+    this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     // Checkpoints come every CHECKPOINT_INTERVAL_MS, so a burst can grow the WAL; cut it back when it restarts.
     this.db.pragma(`journal_size_limit = ${WAL_BYTES_KEPT}`);
     this.db.exec(`
@@ -135,7 +132,25 @@ export class GossipStore {
 
   /** Stores messages in one transaction; returns how many were new. */
   insertMany(items: readonly { message: GossipMessage; receivedMs: number }[]): number {
-    return this.insertTx(items);
+    const stored = this.insertTx(items);
+    if (stored > 0 && !this.checkpointerStarted) this.startCheckpointer();
+    return stored;
+  }
+
+  /**
+   * Moves checkpoints to a worker thread at the first stored message, not at
+   * open: the thread (an isolate loading better-sqlite3) costs tens of ms of
+   * CPU, which 16 nodes starting at once on 2 cores felt in their join time
+   * (bench:membership), and a node that gossips nothing never needs it.
+   */
+  private startCheckpointer(): void {
+    this.checkpointerStarted = true;
+    this.checkpointer = new WalCheckpointer(this.path, CHECKPOINT_INTERVAL_MS, () => {
+      // Back to SQLite's own checkpoints: slower commits now and then, but a bounded WAL.
+      this.checkpointer = undefined;
+      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    });
+    this.db.pragma('wal_autocheckpoint = 0');
   }
 
   get(id: string): StoredMessage | undefined {
@@ -201,6 +216,7 @@ export class GossipStore {
   }
 
   close(): void {
+    this.checkpointerStarted = true; // none after close
     this.checkpointer?.stop();
     this.checkpointer = undefined;
     if (this.db.open) this.db.close();
