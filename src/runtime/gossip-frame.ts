@@ -1,5 +1,6 @@
 import type { GossipMessage } from '../core/gossip/message.js';
 import { FRAME_HEADER_BYTES } from '../wire/index.js';
+import { varintBytes, writeVarint } from '../wire/varint.js';
 
 /**
  * A hand-written codec for the hot frame of gossip: an Envelope whose body is
@@ -25,25 +26,6 @@ const TAG_4_VARINT = 0x20;
 const TAG_5_LEN = 0x2a;
 const TAG_6_VARINT = 0x30;
 const TAG_7_LEN = 0x3a;
-
-function varintBytes(n: number): number {
-  let bytes = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    bytes += 1;
-  }
-  return bytes;
-}
-
-function writeVarint(out: Uint8Array, at: number, n: number): number {
-  // Numbers here are non-negative safe integers (< 2^53): no bigint needed.
-  while (n >= 128) {
-    out[at++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  out[at++] = n;
-  return at;
-}
 
 function stringField(parts: (number | string)[], tag: number, value: string, always = false): number {
   if (value.length === 0 && !always) return 0;

@@ -1,6 +1,7 @@
 import type { KvEntry } from '../core/kv/entry.js';
 import { FRAME_HEADER_BYTES } from '../wire/index.js';
 import { NODE_ID_BYTES_MAX } from './kv-codec.js';
+import { varintBytes, writeVarint } from '../wire/varint.js';
 
 /**
  * The replication hot path's codec: a frame holding one `Envelope { kv_batch }`
@@ -47,25 +48,6 @@ export interface DecodedKvBatch {
 }
 
 // ---- encoding ----
-
-/** Bytes of `value` as a varint (value a non-negative safe integer). */
-function varintBytes(value: number): number {
-  let n = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    n += 1;
-  }
-  return n;
-}
-
-function writeVarint(out: Uint8Array, pos: number, value: number): number {
-  while (value >= 0x80) {
-    out[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  out[pos++] = value;
-  return pos;
-}
 
 /** The node ids' UTF-8 bytes, remembered: a batch carries few distinct writers. */
 class NodeBytes {

@@ -14,6 +14,7 @@
  * the generated code.
  */
 import { FRAME_HEADER_BYTES } from '../wire/index.js';
+import { varintBytes, writeVarint } from '../wire/varint.js';
 
 /** Envelope field tags as varints: (field number << 3) | wire type. */
 const TAG_REQUEST_ID = 0x08; // 1, varint
@@ -44,25 +45,6 @@ export interface PmOkFrame {
 
 // ---------------------------------------------------------------------------
 // Encoding
-
-function varintBytes(v: number): number {
-  let n = 1;
-  while (v >= 0x80) {
-    v = Math.floor(v / 128);
-    n += 1;
-  }
-  return n;
-}
-
-/** Writes a non-negative integer (at most 2^53) as a varint; returns the next offset. */
-function writeVarint(out: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
-    out[at++] = (v % 128) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  out[at++] = v;
-  return at;
-}
 
 function writeHeader(out: Uint8Array, at: number, payloadBytes: number): void {
   out[at] = payloadBytes >>> 24;

@@ -1,4 +1,5 @@
 import type { KvEntry } from '../core/kv/entry.js';
+import { varintBytes, writeVarint } from '../wire/varint.js';
 
 /**
  * The records of the cache's log (src/store/kv-store.ts): one blob holds the
@@ -21,24 +22,6 @@ export const RECORD_VALUE = 0;
 export const RECORD_TOMBSTONE = 1;
 export const RECORD_FORGET = 2;
 const VARINT_BYTES_MAX = 8;
-
-function varintBytes(value: number): number {
-  let n = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    n += 1;
-  }
-  return n;
-}
-
-function writeVarint(out: Uint8Array, pos: number, value: number): number {
-  while (value >= 0x80) {
-    out[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  out[pos++] = value;
-  return pos;
-}
 
 /** Writes records into one blob; the node ids' bytes are remembered (a commit has few writers). */
 export class LogBlobWriter {
