@@ -449,6 +449,46 @@ test('oversized keys and values: -ERR within the bulk limit, protocol error beyo
   await c.closed;
 });
 
+test('arguments and half commands of one read survive the next read into the shared buffer', async (t) => {
+  const slow = gate();
+  const { server } = await serve(t, { hold: (op) => (op === 'put' ? slow.promise : undefined) });
+  const c = await Client.connect(t, server.port);
+  // ECHO's reply is its argument, queued behind the held SET; the half command waits for its rest.
+  c.send(Buffer.concat([encode(['SET', 'k', 'v']), encode(['ECHO', 'first']), Buffer.from('*2\r\n$4\r\nECHO\r\n$6\r\nsec')]));
+  await sleep(30);
+  c.send('ond\r\n' + 'X'.repeat(64)); // overwrites the bytes of the first read in the shared buffer
+  await sleep(30);
+  c.send('\r\n');
+  slow.open();
+  assert.deepEqual(await c.reply(), OK);
+  assert.deepEqual(await c.reply(), 'first');
+  assert.deepEqual(await c.reply(), 'second');
+  assert.deepEqual(await c.reply(), err(`ERR unknown command '${'X'.repeat(64)}', with args beginning with: `));
+});
+
+test("plain 'data' reads (sharedReadBuffer: false): order, split commands, half-close, protocol errors", async (t) => {
+  const slow = gate();
+  const { server } = await serve(t, { hold: (op, key) => (op === 'put' && key && Buffer.from(key).toString() === 'slow' ? slow.promise : undefined) }, { sharedReadBuffer: false });
+  const c = await Client.connect(t, server.port);
+  c.send(Buffer.concat([encode(['SET', 'slow', '1']), encode(['ECHO', 'a']), Buffer.from('*2\r\n$3\r\nGET\r\n$4\r\nsl')]));
+  await sleep(30);
+  c.send('ow\r\n');
+  slow.open();
+  assert.deepEqual(await c.reply(), OK);
+  assert.deepEqual(await c.reply(), 'a');
+  assert.deepEqual(await c.reply(), '1');
+  const half = await Client.connect(t, server.port);
+  half.socket.end(encode(['PING']));
+  assert.deepEqual(await half.reply(), { status: 'PONG' });
+  await half.closed;
+  const bad = await Client.connect(t, server.port);
+  bad.send('*1\r\n$4\r\nPING\r\n*x\r\n');
+  assert.deepEqual(await bad.reply(), { status: 'PONG' });
+  assert.match(((await bad.reply()) as { error: string }).error, /^ERR Protocol error: invalid multibulk length/);
+  await bad.closed;
+  assert.deepEqual(await c.call('PING'), { status: 'PONG' });
+});
+
 test('malformed RESP: -ERR Protocol error, that connection closes, others carry on', async (t) => {
   const { server } = await serve(t);
   const good = await Client.connect(t, server.port);

@@ -17,6 +17,7 @@ import type { RespDecoderLimits } from './decoder.js';
 import { ErrorReply, ReplyWriter } from './encoder.js';
 import type { Reply } from './encoder.js';
 import type { RespCounters, RespServerView } from './info.js';
+import { READ_BUFFER_BYTES, readIntoBuffer } from './socket-reads.js';
 
 export interface RespServerOptions {
   /** Address to bind (the node's host; tests use 127.0.0.1). */
@@ -37,6 +38,12 @@ export interface RespServerOptions {
   readonly inflightCommandsMax?: number;
   /** Bytes of one command still being received. Default: see respDecoderLimits. */
   readonly commandBytesMax?: number;
+  /**
+   * Read every connection into one buffer of the server's (socket-reads.ts)
+   * where this Node allows it; false: plain 'data' events. Default true;
+   * tests run both.
+   */
+  readonly sharedReadBuffer?: boolean;
 }
 
 export interface RespServer {
@@ -70,6 +77,8 @@ interface Shared {
   readonly outboundBytesMax: number;
   readonly inflightCommandsMax: number;
   readonly counters: { -readonly [K in keyof RespCounters]: RespCounters[K] };
+  /** Every connection reads into this one buffer (see socket-reads.ts); each read is copied out before the next. */
+  readonly readBuffer: Buffer | undefined;
 }
 
 /** Starts the RESP port; resolves once it listens. */
@@ -100,6 +109,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
     outboundBytesMax: options.outboundBytesMax ?? RESP_SERVER_DEFAULTS.outboundBytesMax,
     inflightCommandsMax: options.inflightCommandsMax ?? RESP_SERVER_DEFAULTS.inflightCommandsMax,
     counters,
+    readBuffer: options.sharedReadBuffer === false ? undefined : Buffer.alloc(READ_BUFFER_BYTES),
   };
   let nextId = 1;
 
@@ -199,7 +209,11 @@ class RespConnection {
     this.session = new RespSession(id);
     this.ctx = { kv: shared.kv, syncReads: shared.syncReads, server: shared.view, session: this.session, log: shared.log };
     this.decoder = new RespDecoder(this.onCommand, shared.limits);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    const onChunk = (chunk: Buffer): void => this.onData(chunk);
+    // The 'data' listener also keeps the socket flowing, which 'end' needs; with
+    // the shared read buffer in place, reads come through onChunk instead.
+    socket.on('data', onChunk);
+    if (shared.readBuffer) readIntoBuffer(socket, shared.readBuffer, onChunk);
     // 'drain': the socket's write buffer emptied (Node docs, net.Socket) - read again if that was why we stopped.
     socket.on('drain', () => this.updateReading());
     socket.on('error', (err) => shared.log.debug({ err, client: id }, 'RESP connection error'));
