@@ -3,7 +3,9 @@
 // arrive (pipelining; the cache group-commits writes), and their replies are
 // written strictly in command order: a reply waits in an ordered queue until
 // every earlier one is out. Replies that are ready together leave in one
-// socket write. Every resource is bounded: connections, commands in flight,
+// socket write. Every connection reads into one buffer of the server's and
+// gets a copy of each read (socket-reads.ts), not a fresh 64 KiB allocation
+// per read. Every resource is bounded: connections, commands in flight,
 // bytes waiting to be sent, and the time a half-received command may stall.
 
 import net from 'node:net';
@@ -79,6 +81,8 @@ interface Shared {
   readonly counters: { -readonly [K in keyof RespCounters]: RespCounters[K] };
   /** Every connection reads into this one buffer (see socket-reads.ts); each read is copied out before the next. */
   readonly readBuffer: Buffer | undefined;
+  /** Set once this Node refused the shared read buffer (logged once, then 'data' events silently). */
+  sharedReadsRefused: boolean;
 }
 
 /** Starts the RESP port; resolves once it listens. */
@@ -110,6 +114,7 @@ export async function startRespServer(options: RespServerOptions): Promise<RespS
     inflightCommandsMax: options.inflightCommandsMax ?? RESP_SERVER_DEFAULTS.inflightCommandsMax,
     counters,
     readBuffer: options.sharedReadBuffer === false ? undefined : Buffer.alloc(READ_BUFFER_BYTES),
+    sharedReadsRefused: false,
   };
   let nextId = 1;
 
@@ -213,7 +218,10 @@ class RespConnection {
     // The 'data' listener also keeps the socket flowing, which 'end' needs; with
     // the shared read buffer in place, reads come through onChunk instead.
     socket.on('data', onChunk);
-    if (shared.readBuffer) readIntoBuffer(socket, shared.readBuffer, onChunk);
+    if (shared.readBuffer && !shared.sharedReadsRefused && !readIntoBuffer(socket, shared.readBuffer, onChunk)) {
+      shared.sharedReadsRefused = true;
+      shared.log.warn({ node: process.version }, "RESP: this Node's sockets cannot read into a shared buffer; using 'data' events (more CPU per command)");
+    }
     // 'drain': the socket's write buffer emptied (Node docs, net.Socket) - read again if that was why we stopped.
     socket.on('drain', () => this.updateReading());
     socket.on('error', (err) => shared.log.debug({ err, client: id }, 'RESP connection error'));
