@@ -677,19 +677,26 @@ export class KvService implements Service, KvAccess {
    */
   private idleSync(): void {
     const now = performance.now();
-    const quiet = now - this.lastChangeAtMs >= SYNC_QUIET_MS;
+    const quiet = this.quiet();
     if (!quiet && now - this.lastIdleSyncAtMs < this.options.idleSyncIntervalMs * SYNC_DEFER_MAX_INTERVALS) return;
     this.lastIdleSyncAtMs = now;
-    this.syncAll();
+    // A round begun in a quiet moment stops going on (answers say "more")
+    // once changes flow again; one that waited its longest goes to the end.
+    this.syncAll(quiet);
   }
 
-  private syncAll(): void {
+  /** No change was enqueued for SYNC_QUIET_MS. */
+  private quiet(): boolean {
+    return performance.now() - this.lastChangeAtMs >= SYNC_QUIET_MS;
+  }
+
+  private syncAll(whileQuiet = false): void {
     const partition = this.partition;
     const replica = this.replica;
     if (!partition || !replica) {
       for (const peer of this.options.neighbours()) {
         const conn = this.options.connection(peer);
-        if (conn) this.syncWith(peer, conn);
+        if (conn) this.syncWith(peer, conn, undefined, whileQuiet);
       }
       return;
     }
@@ -708,14 +715,15 @@ export class KvService implements Service, KvAccess {
    * differ, pushes what is newer here, fetches what is newer there, and goes
    * again while buckets remain (answers are bounded).
    */
-  private syncWith(peerId: string, conn: FramedConnection, only?: readonly number[]): void {
+  private syncWith(peerId: string, conn: FramedConnection, only?: readonly number[], whileQuiet = false): void {
     const replica = this.replica;
     if (!replica || this.syncing.has(peerId)) return;
     this.syncing.add(peerId);
     this.stats.syncRounds += 1;
     const done = (again: boolean) => {
       this.syncing.delete(peerId);
-      if (again) setImmediate(() => (only ? this.syncAll() : this.syncWith(peerId, conn)));
+      if (again && whileQuiet && !this.quiet()) return;
+      if (again) setImmediate(() => (only ? this.syncAll() : this.syncWith(peerId, conn, undefined, whileQuiet)));
     };
     // What the peer compares against: a hand-over may only drop a bucket as it was then.
     const sent = replica.digest();
