@@ -25,8 +25,10 @@ import type { Service } from './supervisor.js';
  *
  * Anti-entropy (digest of bucket fingerprints, then the versions of the
  * buckets that differ, then the entries that are newer on either side)
- * runs when a link comes up (restart, healed partition), when a change had
- * to be dropped, and every `idleSyncIntervalMs` with each neighbour.
+ * runs when a link comes up (restart, healed partition), and every
+ * `idleSyncIntervalMs` with each neighbour once changes stopped flowing for
+ * a moment (at the latest after SYNC_DEFER_MAX_INTERVALS periods), which
+ * also repairs a change that had to be dropped.
  */
 export interface KvServiceOptions {
   readonly selfId: string;
@@ -36,6 +38,10 @@ export interface KvServiceOptions {
   readonly keysMax: number;
   readonly bucketCount: number;
   readonly idleSyncIntervalMs: number;
+  /** A periodic anti-entropy round waits until no change was enqueued for this long (at most SYNC_DEFER_MAX_INTERVALS periods). */
+  readonly syncQuietMs: number;
+  /** Flood frames go out at most this often (see flood()). */
+  readonly floodIntervalMs: number;
   /** Tombstones and expired values are kept at least this long. */
   readonly tombstoneRetentionMs: number;
   /** Writes waiting for the next group commit; beyond it writes are refused (busy) and incoming changes dropped. */
@@ -70,6 +76,9 @@ export const KV_SERVICE_DEFAULTS = Object.freeze({
   keysMax: KV_REPLICA_DEFAULTS.keysMax,
   bucketCount: KV_REPLICA_DEFAULTS.bucketCount,
   idleSyncIntervalMs: 10_000,
+  syncQuietMs: 1_000,
+  // The replication lag goal is 10 ms at p99.
+  floodIntervalMs: 3,
   tombstoneRetentionMs: 3_600_000,
   pendingWritesMax: 200_000,
   syncVersionsMax: 4_096,
@@ -119,12 +128,8 @@ const CLEAN_BUDGET_MS = 10;
 const RPC_PEER = '';
 const PURGE_BATCH_MAX = 100_000;
 const SYNC_TIMEOUT_MS = 30_000;
-/** A periodic anti-entropy round waits until no change was enqueued for this long... */
-const SYNC_QUIET_MS = 1_000;
-/** ...but at most this many periods. */
+/** A periodic anti-entropy round waits for a quiet moment at most this many periods. */
 const SYNC_DEFER_MAX_INTERVALS = 6;
-/** A node sends a flood frame at most this often (see flood()); the replication lag goal is 10 ms at p99. */
-const FLOOD_INTERVAL_MS = 3;
 /** Entries per flood frame stop at about this many bytes (the frame limit is 4 MiB). */
 const FRAME_BYTES_TARGET = 1024 * 1024;
 
@@ -575,7 +580,7 @@ export class KvService implements Service, KvAccess {
 
   /**
    * Floods a committed batch: at once when the last flood frame went out at
-   * least FLOOD_INTERVAL_MS ago, else with whatever else commits until then.
+   * least `floodIntervalMs` ago, else with whatever else commits until then.
    * Under a write load of small turns (redis-benchmark without pipelining:
    * ~35 writes a turn, a turn every ~1.4 ms) a frame per turn cost each
    * neighbour a wake-up, a decode and a SQLite commit per frame; a quiet
@@ -583,7 +588,7 @@ export class KvService implements Service, KvAccess {
    * FRAME_BYTES_TARGET bytes goes out at once.
    */
   private flood(batch: readonly PendingWrite[]): void {
-    if (this.floodQueue.length === 0 && this.floodTimer === undefined && performance.now() - this.lastFloodAtMs >= FLOOD_INTERVAL_MS) {
+    if (this.floodQueue.length === 0 && this.floodTimer === undefined && performance.now() - this.lastFloodAtMs >= this.options.floodIntervalMs) {
       this.sendFloodOf(batch);
       return;
     }
@@ -593,7 +598,7 @@ export class KvService implements Service, KvAccess {
     }
     if (this.floodQueueBytes >= FRAME_BYTES_TARGET) this.sendFlood();
     else if (this.floodTimer === undefined) {
-      const waitMs = Math.max(0, this.lastFloodAtMs + FLOOD_INTERVAL_MS - performance.now());
+      const waitMs = Math.max(0, this.lastFloodAtMs + this.options.floodIntervalMs - performance.now());
       this.floodTimer = setTimeout(() => this.sendFlood(), waitMs);
     }
   }
@@ -685,9 +690,9 @@ export class KvService implements Service, KvAccess {
     this.syncAll(quiet);
   }
 
-  /** No change was enqueued for SYNC_QUIET_MS. */
+  /** No change was enqueued for `syncQuietMs`. */
   private quiet(): boolean {
-    return performance.now() - this.lastChangeAtMs >= SYNC_QUIET_MS;
+    return performance.now() - this.lastChangeAtMs >= this.options.syncQuietMs;
   }
 
   private syncAll(whileQuiet = false): void {
