@@ -129,7 +129,7 @@ export class LogBlobReader {
     } else {
       this.hlc = this.varint();
       const nodeEnd = this.lengthEnd();
-      this.node = this.text.toString('utf8', this.pos, nodeEnd);
+      if (!this.sameNode(this.pos, nodeEnd)) this.node = this.text.toString('utf8', this.pos, nodeEnd);
       this.pos = nodeEnd;
       this.expiresMs = 0;
       if (this.kind === RECORD_VALUE) {
@@ -156,6 +156,20 @@ export class LogBlobReader {
   /** The record as an entry (value or tombstone records). */
   entry(): KvEntry {
     return { key: this.key, value: this.value(), hlc: this.hlc, node: this.node, expiresMs: this.expiresMs };
+  }
+
+  /**
+   * Whether bytes [start, stop) are the node id read last (a blob has few
+   * writers): the cleaner reads every record, and a string per record is garbage.
+   */
+  private sameNode(start: number, stop: number): boolean {
+    const last = this.node;
+    if (last.length !== stop - start || last.length === 0) return false;
+    for (let i = 0; i < last.length; i++) {
+      const c = last.charCodeAt(i);
+      if (c > 0x7f || c !== this.u8[start + i]) return false;
+    }
+    return true;
   }
 
   private varint(): number {

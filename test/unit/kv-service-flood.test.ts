@@ -1,0 +1,93 @@
+// The cache service's pacing (src/runtime/kv-service.ts) with fake links:
+// under a write load a node sends at most one flood frame per
+// `floodIntervalMs` (a quiet node's first change goes at once, and a change
+// waiting for its frame counts as unreplicated in the beacon); the periodic
+// anti-entropy round waits while changes flow and runs once they stop.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { hlcOf } from '../../src/core/kv/hlc.js';
+import { decodeKvBatchEnvelope, encodeKvBatchFrame } from '../../src/runtime/kv-batch-codec.js';
+import type { FramedConnection } from '../../src/runtime/connection.js';
+import { KV_SERVICE_DEFAULTS, KvService } from '../../src/runtime/kv-service.js';
+import type { KvServiceOptions } from '../../src/runtime/kv-service.js';
+import type { Logger } from '../../src/runtime/log.js';
+
+const quietLog = { info() {}, warn() {}, error() {}, debug() {}, child: () => quietLog } as unknown as Logger;
+const LIMITS = KV_SERVICE_DEFAULTS.limits;
+
+/** A neighbour 'n2' that records the frames sent to it and refuses every request (counted). */
+function fakePeer() {
+  const frames: Uint8Array[] = [];
+  let requests = 0;
+  const conn = {
+    sendFrame: (f: Uint8Array) => (frames.push(f), true),
+    request: () => {
+      requests += 1;
+      return Promise.reject(new Error('refused by the test'));
+    },
+  } as unknown as FramedConnection;
+  const keysOf = (i: number) => decodeKvBatchEnvelope(frames[i]!.subarray(4), LIMITS)!.entries.map((e) => e!.key);
+  return { conn, frames, keysOf, requests: () => requests };
+}
+
+async function service(t: { after(fn: () => Promise<void> | void): void }, conn: FramedConnection, options: Partial<KvServiceOptions>): Promise<KvService> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'grapevine-kvsvc-'));
+  const svc = new KvService({
+    ...KV_SERVICE_DEFAULTS,
+    selfId: 'n1',
+    dataDir,
+    log: quietLog,
+    neighbours: () => ['n2'],
+    connection: () => conn,
+    overlayOf: () => undefined,
+    overlayStableSinceMs: () => 0,
+    membersOldestPendingMs: () => [],
+    members: () => ['n1', 'n2'],
+    rpc: () => Promise.reject(new Error('no rpc in this test')),
+    ...options,
+  });
+  await svc.start(() => assert.fail('the cache service failed'));
+  t.after(async () => {
+    await svc.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return svc;
+}
+
+test('under a write load one flood frame per floodIntervalMs; a quiet node sends at once', async (t) => {
+  const peer = fakePeer();
+  const svc = await service(t, peer.conn, { floodIntervalMs: 60 });
+  assert.equal(await svc.put(Buffer.from('a'), Buffer.from('1')), true);
+  assert.equal(peer.frames.length, 1, 'the first change goes out with its commit');
+  assert.deepEqual(peer.keysOf(0), ['a']);
+  assert.equal(svc.oldestPendingMs(), 0);
+  await svc.put(Buffer.from('b'), Buffer.from('2'));
+  await svc.put(Buffer.from('c'), Buffer.from('3'));
+  assert.equal(peer.frames.length, 1, 'committed, but waiting for the next frame');
+  assert.ok(svc.oldestPendingMs() > 0, 'a change waiting for its frame is unreplicated');
+  await sleep(120);
+  assert.equal(peer.frames.length, 2);
+  assert.deepEqual(peer.keysOf(1), ['b', 'c'], 'one frame for both');
+  assert.equal(svc.oldestPendingMs(), 0);
+});
+
+test('periodic anti-entropy waits while changes flow and runs once they stop', async (t) => {
+  const peer = fakePeer();
+  const svc = await service(t, peer.conn, { idleSyncIntervalMs: 60, syncQuietMs: 150 });
+  assert.equal(peer.requests(), 1, 'the round at start');
+  // Changes from n2 every 10 ms for 150 ms: well within the longest wait (6 periods, 360 ms).
+  const t0 = performance.now();
+  let hlc = hlcOf(Date.now());
+  for (let i = 0; performance.now() - t0 < 150; i++) {
+    const frame = encodeKvBatchFrame([{ key: `k${i}`, value: Buffer.from('v'), hlc: ++hlc, node: 'n2', expiresMs: 0 }]);
+    assert.equal(svc.onPeerFrame('n2', frame.subarray(4)), true);
+    await sleep(10);
+  }
+  assert.equal(peer.requests(), 1, 'no periodic round while changes flow');
+  await sleep(400);
+  assert.ok(peer.requests() >= 2, `a round once quiet (requests ${peer.requests()})`);
+});
