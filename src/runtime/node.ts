@@ -23,6 +23,8 @@ import { LockService } from './lock-service.js';
 import type { PeerEndpoint } from './links.js';
 import { Listener } from './listener.js';
 import type { Logger } from './log.js';
+import { RateLimitedLog } from './log.js';
+import { EarlyFrames } from './early-frames.js';
 import type { MulticastConfig } from './multicast.js';
 import { SeedJoiner } from './seeds.js';
 import { Supervisor } from './supervisor.js';
@@ -106,6 +108,8 @@ export interface NodeStatus {
 
 /** Request connections to members beyond the overlay links (lock votes, a partitioned cache's owners). */
 const RPC_CONNECTIONS_MAX = 256;
+/** An early frame counts at least this many bytes (envelope, connection and closure). */
+const EARLY_FRAME_BYTES_MIN = 256;
 /** A leaving node waits this long at most for its leave beacon to go out. */
 const LEAVE_SEND_WAIT_MS = 500;
 
@@ -141,6 +145,14 @@ export class GrapevineNode {
   private lockService!: LockService;
   private clientHandler: ClientHandler | undefined;
   private started = false;
+  /**
+   * Set while the stores are not open (start-up, and from stop on): peer
+   * and client frames for them wait here (see early-frames.ts).
+   */
+  private early: EarlyFrames | undefined;
+  /** Size of the frame being decoded now (set by the frame hooks, read by holdEarly). */
+  private frameBytes = 0;
+  private readonly offences: RateLimitedLog;
   /** Monotonic ms: membership timeouts must not jump with the wall clock. */
   readonly clock = (): number => performance.now();
 
@@ -149,6 +161,7 @@ export class GrapevineNode {
     readonly log: Logger,
   ) {
     this.supervisor = new Supervisor(log.child({ component: 'supervisor' }));
+    this.offences = new RateLimitedLog(log);
     this.beacons = new BeaconService({
       multicast: config.multicast,
       host: config.host,
@@ -191,7 +204,15 @@ export class GrapevineNode {
     this.clientHandler = handler;
   }
 
-  /** Takes the data dir, loads identity, starts every service. Throws on a bad data dir or a taken port. */
+  /**
+   * Takes the data dir, loads identity, starts every service: first the
+   * beacons, links and membership, then the stores (gossip, cache, locks),
+   * so that a node is found without waiting for SQLite — 16 nodes starting
+   * at once on 2 cores each spent a few hundred ms opening stores before
+   * their first beacon. Frames for the stores that arrive before they are
+   * open wait in a bounded queue. Resolves once everything is open. Throws
+   * on a bad data dir or a taken port.
+   */
   async start(): Promise<void> {
     if (this.started) return;
     this.unlock = lockDataDir(this.config.dataDir);
@@ -201,9 +222,10 @@ export class GrapevineNode {
       self,
       dial: (peer) => this.dialPeer(peer),
       onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
-      // The hot frames of gossip and the cache are read by hand-written codecs first.
-      onFrame: (peerId, payload) => this.gossipService.onPeerFrame(peerId, payload) || this.kvService.onPeerFrame(peerId, payload),
+      onFrame: (peerId, payload) => this.onPeerFrame(peerId, payload),
       onLinkUp: (peerId) => {
+        // Before the stores are open: each syncs with every connected neighbour as it opens.
+        if (this.early) return;
         this.gossipService.onLinkUp(peerId);
         this.kvService.onLinkUp(peerId);
       },
@@ -219,11 +241,8 @@ export class GrapevineNode {
       connectionsMax: RPC_CONNECTIONS_MAX,
     });
     this.membership = new Membership(self, { clusterName: this.config.clusterName, ...this.config.membership }, Math.random, this.clock());
-    // The listener is started first and outside supervision retries: a port
-    // that is taken is a configuration error the user must see at once, as
-    // the one line of the CLI's error (so nothing is logged before it).
-    await this.listener.start((err) => this.log.error({ err: err.message }, 'listener error'));
-    this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
+    // The services exist from the start (status and the early queue use
+    // them); their stores open only after membership is running.
     this.gossipService = new GossipService({
       ...GOSSIP_SERVICE_DEFAULTS,
       ...this.config.gossip,
@@ -257,9 +276,12 @@ export class GrapevineNode {
       quorum: () => this.lockQuorum(),
       connect: (peerId) => this.rpc.connect(peerId),
     });
-    this.supervisor.add(this.gossipService);
-    this.supervisor.add(this.kvService);
-    this.supervisor.add(this.lockService);
+    this.early = new EarlyFrames();
+    // The listener is started first and outside supervision retries: a port
+    // that is taken is a configuration error the user must see at once, as
+    // the one line of the CLI's error (so nothing is logged before it).
+    await this.listener.start((err) => this.log.error({ err: err.message }, 'listener error'));
+    this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
     this.supervisor.add(this.beacons);
     this.supervisor.add(this.links);
     this.supervisor.add(this.membershipService());
@@ -268,6 +290,24 @@ export class GrapevineNode {
     this.started = true;
     // Static links are dialled from the start, before membership hears anyone.
     this.updateRing();
+    // One event-loop turn between stores: beacons heard meanwhile are answered
+    // (a newcomer's early beacon) instead of waiting for all three to open.
+    for (const store of [this.gossipService, this.kvService, this.lockService]) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!this.started) return;
+      this.supervisor.add(store);
+      await this.supervisor.start();
+    }
+    this.openEarly();
+  }
+
+  /** The stores are open: frames that came before are handled now, in arrival order. */
+  private openEarly(): void {
+    const early = this.early;
+    if (!early) return;
+    this.early = undefined;
+    if (early.size > 0 || early.refused > 0) this.log.debug({ frames: early.size, bytes: early.bytes, refused: early.refused }, 'stores open; handling the frames that came before');
+    early.drain();
   }
 
   /** Says goodbye (a leaving beacon), closes everything, releases the data dir. Safe to call twice. */
@@ -277,8 +317,11 @@ export class GrapevineNode {
     // Sent before anything closes: closing the beacon socket would cancel it.
     await Promise.race([this.beacons.sendAll(this.membership.leaveBeacon(), this.unicastTargets()), new Promise((r) => setTimeout(r, LEAVE_SEND_WAIT_MS))]);
     this.rpc.close();
+    // From now on frames for the stores are held, not handed to stores that are closing.
+    const early = (this.early ??= new EarlyFrames());
     await this.supervisor.stop();
     await this.listener.stop();
+    early.clear();
     this.unlock?.();
   }
 
@@ -480,7 +523,36 @@ export class GrapevineNode {
     return conn;
   }
 
+  /** The hot frames of gossip and the cache are read by hand-written codecs first; before the stores are open every frame takes the generic path (to the early queue). */
+  private onPeerFrame(peerId: string, payload: Uint8Array): boolean {
+    if (this.early) {
+      this.frameBytes = payload.length;
+      return false;
+    }
+    return this.gossipService.onPeerFrame(peerId, payload) || this.kvService.onPeerFrame(peerId, payload);
+  }
+
+  /**
+   * Keeps a frame that came before the stores were open. When the queue is
+   * full: a lock message gets no answer (its proposer sends again, as to a
+   * stopped lock service), another request an 'unavailable' error its asker
+   * retries on, and a flood is dropped — every store syncs with each
+   * connected neighbour as it opens, which fetches it again.
+   */
+  private holdEarly(early: EarlyFrames, env: Envelope, conn: FramedConnection, handle: () => void): void {
+    const bytes = Math.max(this.frameBytes, EARLY_FRAME_BYTES_MIN);
+    this.frameBytes = 0;
+    if (early.offer({ bytes, handle })) return;
+    const body = env.body.case;
+    if (env.requestId !== 0 && body !== 'lockPropose' && body !== 'lockRelease') {
+      conn.reply(env, { body: { case: 'error', value: { code: 'unavailable', message: 'the node is starting: its stores are not open yet; try again' } } });
+    }
+    this.offences.warn('early-frames', this.clock(), { frames: early.size, bytes: early.bytes, body }, 'stores not open yet and the queue of early frames is full; refused a frame');
+  }
+
   private onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): void {
+    const early = this.early;
+    if (early && env.body.case !== 'ping') return this.holdEarly(early, env, conn, () => this.onPeerEnvelope(peerId, env, conn));
     if (this.kvService.onPeerEnvelope(peerId, env, conn)) return;
     if (this.gossipService.onPeerEnvelope(peerId, env, conn)) return;
     switch (env.body.case) {
@@ -493,6 +565,12 @@ export class GrapevineNode {
   }
 
   private onClient(conn: FramedConnection): void {
+    if (this.early) {
+      conn.setFrameHook((payload) => {
+        this.frameBytes = payload.length;
+        return false;
+      });
+    }
     conn.on('envelope', (env) => {
       if (env.body.case === 'joinRequest') {
         const self = env.body.value.self;
@@ -503,9 +581,16 @@ export class GrapevineNode {
         conn.reply(env, { body: { case: 'pong', value: { sentMs: env.body.value.sentMs } } });
         return;
       }
-      if (this.clientHandler) this.clientHandler(env, conn);
-      else conn.reply(env, { body: { case: 'error', value: { code: 'unsupported', message: 'this node serves no client requests' } } });
+      this.onClientRequest(env, conn);
     });
+  }
+
+  private onClientRequest(env: Envelope, conn: FramedConnection): void {
+    // Status answers at once; anything for the stores waits until they are open.
+    const early = this.early;
+    if (early && env.body.case !== 'statusRequest') return this.holdEarly(early, env, conn, () => this.onClientRequest(env, conn));
+    if (this.clientHandler) this.clientHandler(env, conn);
+    else conn.reply(env, { body: { case: 'error', value: { code: 'unsupported', message: 'this node serves no client requests' } } });
   }
 
   /** A --seed joiner introduced itself: take it in and answer with everyone we know. */
