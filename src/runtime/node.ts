@@ -108,6 +108,18 @@ export interface NodeStatus {
 
 /** Request connections to members beyond the overlay links (lock votes, a partitioned cache's owners). */
 const RPC_CONNECTIONS_MAX = 256;
+/**
+ * Resolves after the event loop has polled for I/O at least once: a single
+ * setImmediate set from an I/O callback runs before the next poll; the
+ * second one, set from the check phase, after it.
+ */
+async function afterIoPoll(): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The stores open at most this many heartbeat intervals after membership started (1 s by default). */
+const STORES_WAIT_BEATS_MAX = 5;
 /** An early frame counts at least this many bytes (envelope, connection and closure). */
 const EARLY_FRAME_BYTES_MIN = 256;
 /** A leaving node waits this long at most for its leave beacon to go out. */
@@ -150,6 +162,8 @@ export class GrapevineNode {
    * and client frames for them wait here (see early-frames.ts).
    */
   private early: EarlyFrames | undefined;
+  /** Monotonic ms of the last member that joined, came back or restarted (start-up waits for a quiet moment). */
+  private lastJoinAtMs = 0;
   /** Size of the frame being decoded now (set by the frame hooks, read by holdEarly). */
   private frameBytes = 0;
   private readonly offences: RateLimitedLog;
@@ -290,15 +304,37 @@ export class GrapevineNode {
     this.started = true;
     // Static links are dialled from the start, before membership hears anyone.
     this.updateRing();
-    // One event-loop turn between stores: beacons heard meanwhile are answered
-    // (a newcomer's early beacon) instead of waiting for all three to open.
+    await this.untilMembershipQuiet();
+    // Opening a store blocks the event loop (SQLite is synchronous): before
+    // each, let the loop poll its sockets, so beacons heard meanwhile (the
+    // answers to our first one) are taken in instead of waiting for all three.
     for (const store of [this.gossipService, this.kvService, this.lockService]) {
-      await new Promise((resolve) => setImmediate(resolve));
+      await afterIoPoll();
       if (!this.started) return;
       this.supervisor.add(store);
       await this.supervisor.start();
     }
     this.openEarly();
+  }
+
+  /**
+   * Waits until no member has joined for one heartbeat interval, at most
+   * STORES_WAIT_BEATS_MAX intervals after membership started. A newcomer
+   * hears the whole cluster within one interval (everyone answers its first
+   * beacon at once); when many nodes start together, each keeps its CPU for
+   * beacons until the joins stop, and the stores' work (loading SQLite,
+   * opening three databases, the first anti-entropy rounds) comes after.
+   */
+  private async untilMembershipQuiet(): Promise<void> {
+    const beatMs = this.config.membership.heartbeatIntervalMs;
+    const latestMs = this.clock() + beatMs * STORES_WAIT_BEATS_MAX;
+    this.lastJoinAtMs = this.clock();
+    while (this.started) {
+      const now = this.clock();
+      const wakeMs = Math.min(this.lastJoinAtMs + beatMs, latestMs);
+      if (now >= wakeMs) return;
+      await new Promise((resolve) => setTimeout(resolve, wakeMs - now));
+    }
   }
 
   /** The stores are open: frames that came before are handled now, in arrival order. */
@@ -434,6 +470,7 @@ export class GrapevineNode {
         case 'restarted':
         case 'recovered':
           ringMayChange = true;
+          this.lastJoinAtMs = this.clock();
           this.log.info({ event: e.type, member: e.member.id, addr: `${e.member.host}:${e.member.port}`, incarnation: e.member.incarnation, alive: this.aliveCount() }, `member ${e.type}`);
           break;
         case 'suspect':
