@@ -282,6 +282,7 @@ export class GrapevineNode {
       overlayOf: (peerId) => this.overlayGraph.get(peerId),
       overlayStableSinceMs: () => this.overlayChangedAtMs,
       rpc: (peerId) => this.rpc.connect(peerId),
+      peerCacheDigest: (peerId) => this.membership.get(peerId)?.cacheDigest,
     });
     this.lockService = new LockService({
       selfId: self.id,
@@ -447,6 +448,7 @@ export class GrapevineNode {
     const now = this.clock();
     this.handle(this.membership.tick(now));
     this.membership.setOldestPendingMs(this.kvService.oldestPendingMs());
+    this.membership.setCacheDigest(this.kvService.cacheDigest());
     const beacon = this.membership.pollBeacon(now);
     if (beacon) this.beacons.send(beacon, this.unicastTargets());
     const delayMs = Math.max(1, Math.min(this.membership.nextWakeMs() - this.clock(), this.config.membership.heartbeatIntervalMs));
