@@ -18,8 +18,7 @@ async function rounds(peerDigest: (ours: bigint) => bigint | undefined): Promise
   let asked = 0;
   // Takes floods; never answers a sync, so each round that asks shows up as one request (one sync at a time).
   const conn = { sendFrame: () => true, request: () => ((asked += 1), new Promise(() => undefined)) } as unknown as FramedConnection;
-  let service!: KvService;
-  service = new KvService({
+  const service: KvService = new KvService({
     ...KV_SERVICE_DEFAULTS,
     selfId: 'me',
     dataDir: dir,
