@@ -24,6 +24,8 @@ export interface BeaconInfo {
   /** Wall-clock ms of the sender's oldest unreplicated change; 0 when none. */
   readonly oldestPendingMs: number;
   readonly leaving: boolean;
+  /** Fingerprint of the versions the sender's cache holds; 0 or absent: not given. */
+  readonly cacheDigest?: bigint;
 }
 
 export interface MembershipConfig {
@@ -54,6 +56,8 @@ export interface Member extends Endpoint {
   readonly incarnation: number;
   readonly state: MemberState;
   readonly oldestPendingMs: number;
+  /** From the member's latest first-hand beacon; 0: not known. */
+  readonly cacheDigest: bigint;
   readonly lastHeardMs: number;
   readonly stateSinceMs: number;
   /** True once heard over multicast; until then we also beacon to it by unicast. */
@@ -84,6 +88,7 @@ interface MutableMember {
   incarnation: number;
   state: MemberState;
   oldestPendingMs: number;
+  cacheDigest: bigint;
   lastHeardMs: number;
   stateSinceMs: number;
   heardDirectly: boolean;
@@ -97,6 +102,7 @@ export class Membership {
   private lastBeaconSentMs = Number.NEGATIVE_INFINITY;
   private lastTickMs: number | undefined;
   private oldestPendingMs = 0;
+  private cacheDigest = 0n;
 
   constructor(
     readonly self: SelfInfo,
@@ -113,6 +119,11 @@ export class Membership {
   /** Records the oldest unreplicated change time carried in our beacons. */
   setOldestPendingMs(ms: number): void {
     this.oldestPendingMs = ms;
+  }
+
+  /** Records the cache fingerprint carried in our beacons (0: none). */
+  setCacheDigest(digest: bigint): void {
+    this.cacheDigest = digest;
   }
 
   /**
@@ -143,6 +154,8 @@ export class Membership {
         incarnation: beacon.incarnation,
         state: beacon.leaving ? 'dead' : 'alive',
         oldestPendingMs: beacon.oldestPendingMs,
+        // Second-hand (a seed's member list) says nothing of the member's cache now.
+        cacheDigest: source === 'indirect' ? 0n : (beacon.cacheDigest ?? 0n),
         lastHeardMs: nowMs,
         stateSinceMs: nowMs,
         heardDirectly: source === 'direct',
@@ -161,6 +174,7 @@ export class Membership {
       known.host = beacon.host;
       known.port = beacon.port;
       known.oldestPendingMs = beacon.oldestPendingMs;
+      known.cacheDigest = source === 'indirect' ? 0n : (beacon.cacheDigest ?? 0n);
       known.lastHeardMs = nowMs;
       known.heardDirectly = known.heardDirectly || source === 'direct';
       known.stateSinceMs = nowMs;
@@ -181,6 +195,7 @@ export class Membership {
     known.lastHeardMs = nowMs;
     if (source === 'direct') known.heardDirectly = true;
     known.oldestPendingMs = beacon.oldestPendingMs;
+    known.cacheDigest = beacon.cacheDigest ?? 0n;
     if (beacon.leaving) {
       known.state = 'dead';
       known.stateSinceMs = nowMs;
@@ -288,6 +303,7 @@ export class Membership {
       incarnation: this.self.incarnation,
       oldestPendingMs: this.oldestPendingMs,
       leaving,
+      cacheDigest: this.cacheDigest,
     };
   }
 
@@ -299,6 +315,7 @@ export class Membership {
       incarnation: this.self.incarnation,
       state: 'alive',
       oldestPendingMs: this.oldestPendingMs,
+      cacheDigest: this.cacheDigest,
       lastHeardMs: this.lastTickMs ?? 0,
       stateSinceMs: 0,
       heardDirectly: true,
@@ -341,6 +358,7 @@ function view(m: MutableMember): Member {
     incarnation: m.incarnation,
     state: m.state,
     oldestPendingMs: m.oldestPendingMs,
+    cacheDigest: m.cacheDigest,
     lastHeardMs: m.lastHeardMs,
     stateSinceMs: m.stateSinceMs,
     heardDirectly: m.heardDirectly,

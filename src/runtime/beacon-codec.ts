@@ -13,6 +13,7 @@ export function beaconToWire(b: BeaconInfo): Beacon {
     incarnation: BigInt(b.incarnation),
     oldestPendingMs: BigInt(b.oldestPendingMs),
     leaving: b.leaving,
+    cacheDigest: b.cacheDigest ?? 0n,
   });
 }
 
@@ -28,5 +29,6 @@ export function beaconFromWire(b: Beacon): BeaconInfo | undefined {
     incarnation: Number(b.incarnation),
     oldestPendingMs: Number(b.oldestPendingMs),
     leaving: b.leaving,
+    cacheDigest: b.cacheDigest,
   };
 }

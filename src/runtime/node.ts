@@ -23,6 +23,8 @@ import { LockService } from './lock-service.js';
 import type { PeerEndpoint } from './links.js';
 import { Listener } from './listener.js';
 import type { Logger } from './log.js';
+import { RateLimitedLog } from './log.js';
+import { EarlyFrames } from './early-frames.js';
 import type { MulticastConfig } from './multicast.js';
 import { SeedJoiner } from './seeds.js';
 import { Supervisor } from './supervisor.js';
@@ -106,6 +108,20 @@ export interface NodeStatus {
 
 /** Request connections to members beyond the overlay links (lock votes, a partitioned cache's owners). */
 const RPC_CONNECTIONS_MAX = 256;
+/**
+ * Resolves after the event loop has polled for I/O at least once: a single
+ * setImmediate set from an I/O callback runs before the next poll; the
+ * second one, set from the check phase, after it.
+ */
+async function afterIoPoll(): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The stores open at most this many heartbeat intervals after membership started (1 s by default). */
+const STORES_WAIT_BEATS_MAX = 5;
+/** An early frame counts at least this many bytes (envelope, connection and closure). */
+const EARLY_FRAME_BYTES_MIN = 256;
 /** A leaving node waits this long at most for its leave beacon to go out. */
 const LEAVE_SEND_WAIT_MS = 500;
 
@@ -141,6 +157,16 @@ export class GrapevineNode {
   private lockService!: LockService;
   private clientHandler: ClientHandler | undefined;
   private started = false;
+  /**
+   * Set while the stores are not open (start-up, and from stop on): peer
+   * and client frames for them wait here (see early-frames.ts).
+   */
+  private early: EarlyFrames | undefined;
+  /** Monotonic ms of the last member that joined, came back or restarted (start-up waits for a quiet moment). */
+  private lastJoinAtMs = 0;
+  /** Size of the frame being decoded now (set by the frame hooks, read by holdEarly). */
+  private frameBytes = 0;
+  private readonly offences: RateLimitedLog;
   /** Monotonic ms: membership timeouts must not jump with the wall clock. */
   readonly clock = (): number => performance.now();
 
@@ -149,6 +175,7 @@ export class GrapevineNode {
     readonly log: Logger,
   ) {
     this.supervisor = new Supervisor(log.child({ component: 'supervisor' }));
+    this.offences = new RateLimitedLog(log);
     this.beacons = new BeaconService({
       multicast: config.multicast,
       host: config.host,
@@ -191,7 +218,15 @@ export class GrapevineNode {
     this.clientHandler = handler;
   }
 
-  /** Takes the data dir, loads identity, starts every service. Throws on a bad data dir or a taken port. */
+  /**
+   * Takes the data dir, loads identity, starts every service: first the
+   * beacons, links and membership, then the stores (gossip, cache, locks),
+   * so that a node is found without waiting for SQLite — 16 nodes starting
+   * at once on 2 cores each spent a few hundred ms opening stores before
+   * their first beacon. Frames for the stores that arrive before they are
+   * open wait in a bounded queue. Resolves once everything is open. Throws
+   * on a bad data dir or a taken port.
+   */
   async start(): Promise<void> {
     if (this.started) return;
     this.unlock = lockDataDir(this.config.dataDir);
@@ -201,9 +236,10 @@ export class GrapevineNode {
       self,
       dial: (peer) => this.dialPeer(peer),
       onEnvelope: (peerId, env, conn) => this.onPeerEnvelope(peerId, env, conn),
-      // The hot frames of gossip and the cache are read by hand-written codecs first.
-      onFrame: (peerId, payload) => this.gossipService.onPeerFrame(peerId, payload) || this.kvService.onPeerFrame(peerId, payload),
+      onFrame: (peerId, payload) => this.onPeerFrame(peerId, payload),
       onLinkUp: (peerId) => {
+        // Before the stores are open: each syncs with every connected neighbour as it opens.
+        if (this.early) return;
         this.gossipService.onLinkUp(peerId);
         this.kvService.onLinkUp(peerId);
       },
@@ -219,11 +255,8 @@ export class GrapevineNode {
       connectionsMax: RPC_CONNECTIONS_MAX,
     });
     this.membership = new Membership(self, { clusterName: this.config.clusterName, ...this.config.membership }, Math.random, this.clock());
-    // The listener is started first and outside supervision retries: a port
-    // that is taken is a configuration error the user must see at once, as
-    // the one line of the CLI's error (so nothing is logged before it).
-    await this.listener.start((err) => this.log.error({ err: err.message }, 'listener error'));
-    this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
+    // The services exist from the start (status and the early queue use
+    // them); their stores open only after membership is running.
     this.gossipService = new GossipService({
       ...GOSSIP_SERVICE_DEFAULTS,
       ...this.config.gossip,
@@ -249,6 +282,7 @@ export class GrapevineNode {
       overlayOf: (peerId) => this.overlayGraph.get(peerId),
       overlayStableSinceMs: () => this.overlayChangedAtMs,
       rpc: (peerId) => this.rpc.connect(peerId),
+      peerCacheDigest: (peerId) => this.membership.get(peerId)?.cacheDigest,
     });
     this.lockService = new LockService({
       selfId: self.id,
@@ -257,9 +291,12 @@ export class GrapevineNode {
       quorum: () => this.lockQuorum(),
       connect: (peerId) => this.rpc.connect(peerId),
     });
-    this.supervisor.add(this.gossipService);
-    this.supervisor.add(this.kvService);
-    this.supervisor.add(this.lockService);
+    this.early = new EarlyFrames();
+    // The listener is started first and outside supervision retries: a port
+    // that is taken is a configuration error the user must see at once, as
+    // the one line of the CLI's error (so nothing is logged before it).
+    await this.listener.start((err) => this.log.error({ err: err.message }, 'listener error'));
+    this.log.info({ id: self.id, incarnation: self.incarnation, addr: `${self.host}:${self.port}`, cluster: this.config.clusterName }, 'node starting');
     this.supervisor.add(this.beacons);
     this.supervisor.add(this.links);
     this.supervisor.add(this.membershipService());
@@ -268,6 +305,46 @@ export class GrapevineNode {
     this.started = true;
     // Static links are dialled from the start, before membership hears anyone.
     this.updateRing();
+    await this.untilMembershipQuiet();
+    // Opening a store blocks the event loop (SQLite is synchronous): before
+    // each, let the loop poll its sockets, so beacons heard meanwhile (the
+    // answers to our first one) are taken in instead of waiting for all three.
+    for (const store of [this.gossipService, this.kvService, this.lockService]) {
+      await afterIoPoll();
+      if (!this.started) return;
+      this.supervisor.add(store);
+      await this.supervisor.start();
+    }
+    this.openEarly();
+  }
+
+  /**
+   * Waits until no member has joined for one heartbeat interval, at most
+   * STORES_WAIT_BEATS_MAX intervals after membership started. A newcomer
+   * hears the whole cluster within one interval (everyone answers its first
+   * beacon at once); when many nodes start together, each keeps its CPU for
+   * beacons until the joins stop, and the stores' work (loading SQLite,
+   * opening three databases, the first anti-entropy rounds) comes after.
+   */
+  private async untilMembershipQuiet(): Promise<void> {
+    const beatMs = this.config.membership.heartbeatIntervalMs;
+    const latestMs = this.clock() + beatMs * STORES_WAIT_BEATS_MAX;
+    this.lastJoinAtMs = this.clock();
+    while (this.started) {
+      const now = this.clock();
+      const wakeMs = Math.min(this.lastJoinAtMs + beatMs, latestMs);
+      if (now >= wakeMs) return;
+      await new Promise((resolve) => setTimeout(resolve, wakeMs - now));
+    }
+  }
+
+  /** The stores are open: frames that came before are handled now, in arrival order. */
+  private openEarly(): void {
+    const early = this.early;
+    if (!early) return;
+    this.early = undefined;
+    if (early.size > 0 || early.refused > 0) this.log.debug({ frames: early.size, bytes: early.bytes, refused: early.refused }, 'stores open; handling the frames that came before');
+    early.drain();
   }
 
   /** Says goodbye (a leaving beacon), closes everything, releases the data dir. Safe to call twice. */
@@ -277,8 +354,11 @@ export class GrapevineNode {
     // Sent before anything closes: closing the beacon socket would cancel it.
     await Promise.race([this.beacons.sendAll(this.membership.leaveBeacon(), this.unicastTargets()), new Promise((r) => setTimeout(r, LEAVE_SEND_WAIT_MS))]);
     this.rpc.close();
+    // From now on frames for the stores are held, not handed to stores that are closing.
+    const early = (this.early ??= new EarlyFrames());
     await this.supervisor.stop();
     await this.listener.stop();
+    early.clear();
     this.unlock?.();
   }
 
@@ -368,6 +448,7 @@ export class GrapevineNode {
     const now = this.clock();
     this.handle(this.membership.tick(now));
     this.membership.setOldestPendingMs(this.kvService.oldestPendingMs());
+    this.membership.setCacheDigest(this.kvService.cacheDigest());
     const beacon = this.membership.pollBeacon(now);
     if (beacon) this.beacons.send(beacon, this.unicastTargets());
     const delayMs = Math.max(1, Math.min(this.membership.nextWakeMs() - this.clock(), this.config.membership.heartbeatIntervalMs));
@@ -391,6 +472,7 @@ export class GrapevineNode {
         case 'restarted':
         case 'recovered':
           ringMayChange = true;
+          this.lastJoinAtMs = this.clock();
           this.log.info({ event: e.type, member: e.member.id, addr: `${e.member.host}:${e.member.port}`, incarnation: e.member.incarnation, alive: this.aliveCount() }, `member ${e.type}`);
           break;
         case 'suspect':
@@ -480,7 +562,36 @@ export class GrapevineNode {
     return conn;
   }
 
+  /** The hot frames of gossip and the cache are read by hand-written codecs first; before the stores are open every frame takes the generic path (to the early queue). */
+  private onPeerFrame(peerId: string, payload: Uint8Array): boolean {
+    if (this.early) {
+      this.frameBytes = payload.length;
+      return false;
+    }
+    return this.gossipService.onPeerFrame(peerId, payload) || this.kvService.onPeerFrame(peerId, payload);
+  }
+
+  /**
+   * Keeps a frame that came before the stores were open. When the queue is
+   * full: a lock message gets no answer (its proposer sends again, as to a
+   * stopped lock service), another request an 'unavailable' error its asker
+   * retries on, and a flood is dropped — every store syncs with each
+   * connected neighbour as it opens, which fetches it again.
+   */
+  private holdEarly(early: EarlyFrames, env: Envelope, conn: FramedConnection, handle: () => void): void {
+    const bytes = Math.max(this.frameBytes, EARLY_FRAME_BYTES_MIN);
+    this.frameBytes = 0;
+    if (early.offer({ bytes, handle })) return;
+    const body = env.body.case;
+    if (env.requestId !== 0 && body !== 'lockPropose' && body !== 'lockRelease') {
+      conn.reply(env, { body: { case: 'error', value: { code: 'unavailable', message: 'the node is starting: its stores are not open yet; try again' } } });
+    }
+    this.offences.warn('early-frames', this.clock(), { frames: early.size, bytes: early.bytes, body }, 'stores not open yet and the queue of early frames is full; refused a frame');
+  }
+
   private onPeerEnvelope(peerId: string, env: Envelope, conn: FramedConnection): void {
+    const early = this.early;
+    if (early && env.body.case !== 'ping') return this.holdEarly(early, env, conn, () => this.onPeerEnvelope(peerId, env, conn));
     if (this.kvService.onPeerEnvelope(peerId, env, conn)) return;
     if (this.gossipService.onPeerEnvelope(peerId, env, conn)) return;
     switch (env.body.case) {
@@ -493,6 +604,12 @@ export class GrapevineNode {
   }
 
   private onClient(conn: FramedConnection): void {
+    if (this.early) {
+      conn.setFrameHook((payload) => {
+        this.frameBytes = payload.length;
+        return false;
+      });
+    }
     conn.on('envelope', (env) => {
       if (env.body.case === 'joinRequest') {
         const self = env.body.value.self;
@@ -503,9 +620,16 @@ export class GrapevineNode {
         conn.reply(env, { body: { case: 'pong', value: { sentMs: env.body.value.sentMs } } });
         return;
       }
-      if (this.clientHandler) this.clientHandler(env, conn);
-      else conn.reply(env, { body: { case: 'error', value: { code: 'unsupported', message: 'this node serves no client requests' } } });
+      this.onClientRequest(env, conn);
     });
+  }
+
+  private onClientRequest(env: Envelope, conn: FramedConnection): void {
+    // Status answers at once; anything for the stores waits until they are open.
+    const early = this.early;
+    if (early && env.body.case !== 'statusRequest') return this.holdEarly(early, env, conn, () => this.onClientRequest(env, conn));
+    if (this.clientHandler) this.clientHandler(env, conn);
+    else conn.reply(env, { body: { case: 'error', value: { code: 'unsupported', message: 'this node serves no client requests' } } });
   }
 
   /** A --seed joiner introduced itself: take it in and answer with everyone we know. */

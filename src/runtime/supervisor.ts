@@ -62,11 +62,17 @@ export class Supervisor {
     this.slots.set(service.name, { service, phase: 'stopped', attempt: 0, startedAtMs: 0, restartTimer: undefined, restarts: 0, generation: 0 });
   }
 
-  /** Starts every service in the order added. A failing start is retried in the background. */
+  /**
+   * Starts every service not started yet, in the order added. A failing
+   * start is retried in the background. Called again after more services
+   * were added, it starts those: a node starts its beacons and links first
+   * and its stores afterwards (membership does not wait for the disk).
+   */
   async start(): Promise<void> {
-    if (this.running) return;
     this.running = true;
-    for (const slot of this.slots.values()) await this.startSlot(slot);
+    for (const slot of this.slots.values()) {
+      if (slot.phase === 'stopped') await this.startSlot(slot);
+    }
   }
 
   /** Stops every service in reverse order and cancels pending restarts. */

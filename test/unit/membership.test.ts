@@ -128,3 +128,21 @@ test('members() lists ourselves too, alive, in ring order', () => {
 test('invalid configuration is refused', () => {
   assert.throws(() => new Membership(self, { ...config, deadAfterMs: 500, suspectAfterMs: 500 }, () => 0, 0), RangeError);
 });
+
+test('the cache fingerprint: ours goes out in our beacons; a member keeps the one of its latest first-hand beacon', () => {
+  const m = make(0);
+  m.setCacheDigest(0xfeedn);
+  assert.equal(m.pollBeacon(0)?.cacheDigest, 0xfeedn);
+  assert.equal(m.leaveBeacon().cacheDigest, 0xfeedn);
+  m.receiveBeacon(beacon('a', 1, { cacheDigest: 7n }), 0);
+  assert.equal(m.get('a')?.cacheDigest, 7n);
+  m.receiveBeacon(beacon('a', 1, { cacheDigest: 8n }), 100);
+  assert.equal(m.get('a')?.cacheDigest, 8n);
+  m.receiveBeacon(beacon('a', 1), 200);
+  assert.equal(m.get('a')?.cacheDigest, 0n, 'a beacon without one: unknown');
+  // Second-hand (a seed's member list) says nothing of its cache now.
+  m.receiveBeacon(beacon('bb', 1, { cacheDigest: 9n }), 300, 'indirect');
+  assert.equal(m.get('bb')?.cacheDigest, 0n);
+  m.receiveBeacon(beacon('a', 2, { cacheDigest: 5n }), 400, 'indirect');
+  assert.equal(m.get('a')?.cacheDigest, 0n, 'a restart heard second-hand');
+});

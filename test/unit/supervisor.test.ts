@@ -57,3 +57,19 @@ test('stop cancels a pending restart', async () => {
   await new Promise((r) => setTimeout(r, 120));
   assert.equal(starts, 1);
 });
+
+test('start again after adding more services starts only the new ones, in the order added; stop stops all in reverse', async () => {
+  const events: string[] = [];
+  const svc = (name: string): Service => ({ name, start: async () => { events.push(`start ${name}`); }, stop: async () => { events.push(`stop ${name}`); } });
+  const sup = new Supervisor(quiet, options);
+  sup.add(svc('beacon'));
+  sup.add(svc('links'));
+  await sup.start();
+  sup.add(svc('gossip'));
+  sup.add(svc('cache'));
+  await sup.start();
+  assert.deepEqual(events, ['start beacon', 'start links', 'start gossip', 'start cache']);
+  assert.deepEqual(sup.status().map((s) => s.phase), ['running', 'running', 'running', 'running']);
+  await sup.stop();
+  assert.deepEqual(events.slice(4), ['stop cache', 'stop gossip', 'stop links', 'stop beacon']);
+});
