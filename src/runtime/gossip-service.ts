@@ -108,8 +108,9 @@ export class GossipService implements Service {
   private readonly pullsOpen = new Set<string>();
   private readonly pullTimers = new Map<string, NodeJS.Timeout>();
   /** (stream, seq) of what we stored within IN_FLIGHT_WINDOW_MS, oldest first. */
-  private readonly recentKeys = new Set<string>();
-  private recentQueue: { key: string; atMs: number }[] = [];
+  private readonly recent = new Map<string, Set<number>>();
+  /** One entry per commit: when, and the (stream, seq) pairs it stored (numbers, no string per message). */
+  private recentQueue: { atMs: number; streams: Set<number>[]; seqs: number[] }[] = [];
   /** Bumped on every commit: a neighbour last synced at the current version has nothing new from us. */
   private version = 0;
   private readonly lastSync = new Map<string, { version: number; atMs: number }>();
@@ -159,7 +160,7 @@ export class GossipService implements Service {
     this.pullsOpen.clear();
     for (const t of this.pullTimers.values()) clearTimeout(t);
     this.pullTimers.clear();
-    this.recentKeys.clear();
+    this.recent.clear();
     this.recentQueue = [];
     this.lastSync.clear();
   }
@@ -488,7 +489,8 @@ export class GossipService implements Service {
     outer: for (const p of plan) {
       // Young messages are skipped before the store is read: under load most of a plan is still in flight.
       const stream = streamKey(p.origin, p.incarnation);
-      const seqs = this.recentKeys.size === 0 ? p.seqs : p.seqs.filter((seq) => !this.recentKeys.has(`${stream}#${seq}`));
+      const young = this.recent.get(stream);
+      const seqs = young === undefined ? p.seqs : p.seqs.filter((seq) => !young.has(seq));
       heldBack += p.seqs.length - seqs.length;
       for (const m of store.bySeqs(p.origin, p.incarnation, seqs)) {
         if (m.receivedMs > youngAfterMs) {
@@ -511,19 +513,38 @@ export class GossipService implements Service {
   /** Remembers what this commit stored, for IN_FLIGHT_WINDOW_MS (see lacking). */
   private noteRecent(batch: readonly PendingWrite[]): void {
     const nowMs = performance.now();
-    for (const w of batch) {
-      const key = `${streamKey(w.message.origin, w.message.incarnation)}#${w.message.seq}`;
-      this.recentKeys.add(key);
-      this.recentQueue.push({ key, atMs: nowMs });
+    const streams: Set<number>[] = [];
+    const seqs: number[] = [];
+    // A commit holds runs of the same stream: its key is made once per run.
+    let lastOrigin = '';
+    let lastIncarnation = -1;
+    let set: Set<number> | undefined;
+    for (const { message: m } of batch) {
+      if (set === undefined || m.origin !== lastOrigin || m.incarnation !== lastIncarnation) {
+        lastOrigin = m.origin;
+        lastIncarnation = m.incarnation;
+        const key = streamKey(m.origin, m.incarnation);
+        set = this.recent.get(key);
+        if (!set) this.recent.set(key, (set = new Set()));
+      }
+      set.add(m.seq);
+      streams.push(set);
+      seqs.push(m.seq);
     }
+    this.recentQueue.push({ atMs: nowMs, streams, seqs });
     this.forgetOldRecent(nowMs);
   }
 
   private forgetOldRecent(nowMs: number): void {
     const cutMs = nowMs - IN_FLIGHT_WINDOW_MS;
     let drop = 0;
-    while (drop < this.recentQueue.length && this.recentQueue[drop]!.atMs <= cutMs) this.recentKeys.delete(this.recentQueue[drop++]!.key);
-    if (drop > 0) this.recentQueue.splice(0, drop);
+    while (drop < this.recentQueue.length && this.recentQueue[drop]!.atMs <= cutMs) {
+      const { streams, seqs } = this.recentQueue[drop++]!;
+      for (let i = 0; i < seqs.length; i++) streams[i]!.delete(seqs[i]!);
+    }
+    if (drop === 0) return;
+    this.recentQueue.splice(0, drop);
+    for (const [key, set] of this.recent) if (set.size === 0) this.recent.delete(key);
   }
 
   private purge(): void {
