@@ -32,6 +32,14 @@ export class BeaconService implements Service {
   private readonly offences: RateLimitedLog;
   datagramsSent = 0;
   bytesSent = 0;
+  /** The last beacon we encoded and its bytes: ours changes rarely, and we send it 5 times a second. */
+  private lastSent: { beacon: BeaconInfo; bytes: Uint8Array } | undefined;
+  /**
+   * Per sender, its last datagram and what it decoded to: a member repeats
+   * the same bytes every beacon interval, so most datagrams are compared,
+   * not decoded (the generated decoder was most of an idle node's work).
+   */
+  private readonly lastHeard = new Map<string, { bytes: Buffer; info: BeaconInfo }>();
 
   constructor(private readonly options: BeaconServiceOptions) {
     this.offences = new RateLimitedLog(options.log);
@@ -76,7 +84,7 @@ export class BeaconService implements Service {
     const sender = this.sender;
     if (!sender) return Promise.resolve();
     const sends: Promise<unknown>[] = [];
-    const bytes = encodeDatagram({ body: { case: 'beacon', value: beaconToWire(beacon) } });
+    const bytes = this.encoded(beacon);
     const targets = [{ host: this.options.multicast.group, port: this.options.multicast.port }, ...unicastTargets];
     for (const t of targets) {
       this.datagramsSent += 1;
@@ -90,7 +98,20 @@ export class BeaconService implements Service {
     return Promise.all(sends).then(() => undefined);
   }
 
+  private encoded(beacon: BeaconInfo): Uint8Array {
+    const last = this.lastSent;
+    if (last && sameBeacon(last.beacon, beacon)) return last.bytes;
+    const bytes = encodeDatagram({ body: { case: 'beacon', value: beaconToWire(beacon) } });
+    this.lastSent = { beacon, bytes };
+    return bytes;
+  }
+
   private onDatagram(msg: Buffer, from: string, via: 'multicast' | 'unicast'): void {
+    const heard = this.lastHeard.get(from);
+    if (heard && heard.bytes.equals(msg)) {
+      this.options.onBeacon(heard.info, from, via);
+      return;
+    }
     let beacon: Beacon;
     try {
       const d = decodeDatagram(msg);
@@ -105,6 +126,25 @@ export class BeaconService implements Service {
       this.offences.warn(`beacon:${from}`, this.options.clock(), { from }, 'dropped a beacon with out-of-range fields');
       return;
     }
+    // Bounded: senders are members (and the odd stranger); start over rather than grow.
+    if (this.lastHeard.size >= LAST_HEARD_MAX) this.lastHeard.clear();
+    this.lastHeard.set(from, { bytes: msg, info });
     this.options.onBeacon(info, from, via);
   }
+}
+
+/** Senders whose last datagram is remembered. */
+const LAST_HEARD_MAX = 4_096;
+
+/** Every field of BeaconInfo equal. */
+function sameBeacon(a: BeaconInfo, b: BeaconInfo): boolean {
+  return (
+    a.cluster === b.cluster &&
+    a.id === b.id &&
+    a.host === b.host &&
+    a.port === b.port &&
+    a.incarnation === b.incarnation &&
+    a.oldestPendingMs === b.oldestPendingMs &&
+    a.leaving === b.leaving
+  );
 }

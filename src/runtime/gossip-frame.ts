@@ -142,6 +142,8 @@ class NotCanonical extends Error {}
 
 class Reader {
   at: number;
+  /** False once a varint was written longer than it needs (valid protobuf, but not what we write). */
+  minimal = true;
   constructor(
     readonly bytes: Uint8Array,
     start: number,
@@ -160,6 +162,7 @@ class Reader {
       n += (b & 0x7f) * scale;
       if (b < 0x80) {
         if (!Number.isSafeInteger(n)) throw new NotCanonical();
+        if (b === 0 && i > 0) this.minimal = false;
         return n;
       }
       scale *= 128;
@@ -178,79 +181,176 @@ class Reader {
 
   string(): string {
     const [start, end] = this.span();
-    const bytes = this.bytes;
-    let ascii = true;
-    for (let i = start; i < end; i++) if (bytes[i]! > 0x7f) ascii = false;
-    if (ascii) return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
-    try {
-      return utf8.decode(bytes.subarray(start, end));
-    } catch {
-      // Invalid UTF-8: the generated decoder refuses the frame.
-      throw new NotCanonical();
-    }
+    return stringAt(this.bytes, start, end);
   }
 }
 
-function readMessage(bytes: Uint8Array, start: number, end: number): GossipMessage {
+function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i]! > 0x7f) return false;
+  return true;
+}
+
+function stringAt(bytes: Uint8Array, start: number, end: number): string {
+  if (isAscii(bytes, start, end)) return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+  try {
+    return utf8.decode(bytes.subarray(start, end));
+  } catch {
+    // Invalid UTF-8: the generated decoder refuses the frame.
+    throw new NotCanonical();
+  }
+}
+
+/** Refuses invalid UTF-8 as stringAt does, without making the string (a message we drop unread). */
+function checkStringAt(bytes: Uint8Array, start: number, end: number): void {
+  if (!isAscii(bytes, start, end)) stringAt(bytes, start, end);
+}
+
+/** A message of a batch frame as received. */
+export interface ReceivedMessage {
+  readonly message: GossipMessage;
+  /**
+   * The message's bytes when they are exactly what encodeGossipMessage
+   * writes for it (fields in number order, nothing zero or empty written,
+   * shortest varints): forwarding then appends one path entry to them
+   * instead of encoding the message again (see withPathEntry).
+   */
+  readonly canonical: Uint8Array | undefined;
+}
+
+/** Whether this node already holds (or purged) a message: such copies are checked but not built. */
+export type HeldCheck = (origin: string, incarnation: number, seq: number) => boolean;
+
+const HELD = Symbol('held');
+
+function readMessage(bytes: Uint8Array, start: number, end: number, isHeld: HeldCheck | undefined): ReceivedMessage | typeof HELD {
   const r = new Reader(bytes, start, end);
-  let id = '';
+  // Strings are located first and made only for a message we keep: a node
+  // receives about as many copies it holds already as new ones.
+  let idStart = 0;
+  let idEnd = 0;
   let origin = '';
   let incarnation = 0;
   let seq = 0;
-  let text = '';
+  let textStart = 0;
+  let textEnd = 0;
   let createdMs = 0;
-  const path: string[] = [];
+  const pathSpans: number[] = [];
+  let canonical = true;
+  let lastTag = 0;
   while (r.at < end) {
-    switch (bytes[r.at++]) {
+    const tag = bytes[r.at++]!;
+    if (tag < lastTag || (tag === lastTag && tag !== TAG_7_LEN)) canonical = false;
+    lastTag = tag;
+    switch (tag) {
       case TAG_1_LEN:
-        id = r.string();
+        [idStart, idEnd] = r.span();
+        if (idStart === idEnd) canonical = false;
         break;
       case TAG_2_LEN:
         origin = r.string();
+        if (origin.length === 0) canonical = false;
         break;
       case TAG_3_VARINT:
         incarnation = r.varint();
+        if (incarnation === 0) canonical = false;
         break;
       case TAG_4_VARINT:
         seq = r.varint();
+        if (seq === 0) canonical = false;
         break;
       case TAG_5_LEN:
-        text = r.string();
+        [textStart, textEnd] = r.span();
+        if (textStart === textEnd) canonical = false;
         break;
       case TAG_6_VARINT:
         createdMs = r.varint();
+        if (createdMs === 0) canonical = false;
         break;
-      case TAG_7_LEN:
-        path.push(r.string());
+      case TAG_7_LEN: {
+        const [a, b] = r.span();
+        pathSpans.push(a, b);
         break;
+      }
       default:
         throw new NotCanonical();
     }
   }
-  return { id, origin, incarnation, seq, text, createdMs, path };
+  if (isHeld !== undefined && seq >= 1 && isHeld(origin, incarnation, seq)) {
+    checkStringAt(bytes, idStart, idEnd);
+    checkStringAt(bytes, textStart, textEnd);
+    for (let j = 0; j < pathSpans.length; j += 2) checkStringAt(bytes, pathSpans[j]!, pathSpans[j + 1]!);
+    return HELD;
+  }
+  const id = stringAt(bytes, idStart, idEnd);
+  const text = stringAt(bytes, textStart, textEnd);
+  const path: string[] = [];
+  for (let j = 0; j < pathSpans.length; j += 2) path.push(stringAt(bytes, pathSpans[j]!, pathSpans[j + 1]!));
+  return {
+    message: { id, origin, incarnation, seq, text, createdMs, path },
+    canonical: canonical && r.minimal ? bytes.subarray(start, end) : undefined,
+  };
+}
+
+export interface DecodedBatch {
+  /** The messages not held, in frame order. */
+  readonly fresh: ReceivedMessage[];
+  /** How many copies `isHeld` said are held (read and checked, not built). */
+  readonly held: number;
 }
 
 /**
  * The messages of a frame payload that is exactly an Envelope holding a
  * GossipBatch in canonical form; undefined for any other payload (decode it
- * with the generated code, which accepts or refuses it).
+ * with the generated code, which accepts or refuses it). With `isHeld`,
+ * messages it says are held are counted, not returned; the frame is accepted
+ * or refused exactly as without it.
  */
-export function decodeGossipBatchPayload(payload: Uint8Array): GossipMessage[] | undefined {
+export function decodeGossipBatch(payload: Uint8Array, isHeld?: HeldCheck): DecodedBatch | undefined {
   if (payload.length < 3 || payload[0] !== ENVELOPE_BATCH_TAG_0 || payload[1] !== ENVELOPE_BATCH_TAG_1) return undefined;
   try {
     const r = new Reader(payload, 2, payload.length);
     const [start, end] = r.span();
     if (end !== payload.length) return undefined;
-    const messages: GossipMessage[] = [];
+    const fresh: ReceivedMessage[] = [];
+    let held = 0;
     const batch = new Reader(payload, start, end);
     while (batch.at < end) {
       if (payload[batch.at++] !== TAG_1_LEN) return undefined;
       const [ms, me] = batch.span();
-      messages.push(readMessage(payload, ms, me));
+      const m = readMessage(payload, ms, me, isHeld);
+      if (m === HELD) held += 1;
+      else fresh.push(m);
     }
-    return messages;
+    return { fresh, held };
   } catch (err) {
     if (err instanceof NotCanonical) return undefined;
     throw err;
   }
+}
+
+/** decodeGossipBatch's messages alone. */
+export function decodeGossipBatchPayload(payload: Uint8Array): GossipMessage[] | undefined {
+  return decodeGossipBatch(payload)?.fresh.map((m) => m.message);
+}
+
+/** The bytes of one path entry (field 7) holding `nodeId`, for withPathEntry. */
+export function pathEntryBytes(nodeId: string): Uint8Array {
+  const bytes = Buffer.byteLength(nodeId, 'utf8');
+  const out = Buffer.allocUnsafe(1 + varintBytes(bytes) + bytes);
+  out[0] = TAG_7_LEN;
+  const at = writeVarint(out, 1, bytes);
+  out.write(nodeId, at, 'utf8');
+  return out;
+}
+
+/**
+ * encodeGossipMessage of a message with one more path entry, from the
+ * canonical bytes of the message without it: the path is the last field, so
+ * the entry goes at the end (about 10x cheaper than encoding again).
+ */
+export function withPathEntry(canonical: Uint8Array, entry: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(canonical.length + entry.length);
+  out.set(canonical, 0);
+  out.set(entry, canonical.length);
+  return out;
 }

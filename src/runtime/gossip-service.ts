@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { GossipCore, GOSSIP_DEFAULTS } from '../core/gossip/gossip.js';
 import { streamKey } from '../core/gossip/message.js';
 import type { GossipMessage, TextProblem } from '../core/gossip/message.js';
@@ -8,7 +8,7 @@ import type { RetentionPolicy, StoredMessage } from '../store/gossip-store.js';
 import type { Envelope } from '../wire/index.js';
 import type { FramedConnection } from './connection.js';
 import { digestFromWire, digestToWire, messageFromWire, messageToWire } from './gossip-codec.js';
-import { decodeGossipBatchPayload, encodeGossipMessage, gossipBatchFrame } from './gossip-frame.js';
+import { decodeGossipBatch, encodeGossipMessage, gossipBatchFrame, pathEntryBytes, withPathEntry } from './gossip-frame.js';
 import type { Logger } from './log.js';
 import { RateLimitedLog } from './log.js';
 import type { Service } from './supervisor.js';
@@ -71,6 +71,8 @@ export class GossipError extends Error {
 interface PendingWrite {
   readonly message: GossipMessage;
   readonly receivedMs: number;
+  /** The message's canonical bytes as a peer sent them (see ReceivedMessage.canonical). */
+  readonly canonical?: Uint8Array | undefined;
   readonly onDone?: (err?: Error) => void;
 }
 
@@ -106,17 +108,23 @@ export class GossipService implements Service {
   private readonly pullsOpen = new Set<string>();
   private readonly pullTimers = new Map<string, NodeJS.Timeout>();
   /** (stream, seq) of what we stored within IN_FLIGHT_WINDOW_MS, oldest first. */
-  private readonly recentKeys = new Set<string>();
-  private recentQueue: { key: string; atMs: number }[] = [];
+  private readonly recent = new Map<string, Set<number>>();
+  /** One entry per commit: when, and the (stream, seq) pairs it stored (numbers, no string per message). */
+  private recentQueue: { atMs: number; streams: Set<number>[]; seqs: number[] }[] = [];
   /** Bumped on every commit: a neighbour last synced at the current version has nothing new from us. */
   private version = 0;
   private readonly lastSync = new Map<string, { version: number; atMs: number }>();
   private readonly watchers = new Set<(m: StoredMessage) => void>();
   private readonly offences: RateLimitedLog;
+  /** Our path entry, appended to the bytes of the messages we forward. */
+  private readonly selfPathEntry: Uint8Array;
+  /** Bound once: the hand decoder asks it for every message of a batch. */
+  private readonly isHeld = (origin: string, incarnation: number, seq: number): boolean => this.core?.has(origin, incarnation, seq) ?? false;
   readonly stats = { submitted: 0, received: 0, duplicates: 0, invalid: 0, dropped: 0, synced: 0 };
 
   constructor(private readonly options: GossipOptions) {
     this.offences = new RateLimitedLog(options.log);
+    this.selfPathEntry = pathEntryBytes(options.selfId);
   }
 
   async start(): Promise<void> {
@@ -124,7 +132,8 @@ export class GossipService implements Service {
     const core = new GossipCore({
       selfId: this.options.selfId,
       incarnation: this.options.incarnation,
-      sha256: (bytes) => createHash('sha256').update(bytes).digest(),
+      // One-shot hash: no Hash object per message (the id is checked on every message received).
+      sha256: (bytes) => hash('sha256', bytes, 'buffer'),
       messageBytesMax: this.options.messageBytesMax,
       digestAboveMax: GOSSIP_DEFAULTS.digestAboveMax,
       streamsMax: GOSSIP_DEFAULTS.streamsMax,
@@ -151,7 +160,7 @@ export class GossipService implements Service {
     this.pullsOpen.clear();
     for (const t of this.pullTimers.values()) clearTimeout(t);
     this.pullTimers.clear();
-    this.recentKeys.clear();
+    this.recent.clear();
     this.recentQueue = [];
     this.lastSync.clear();
   }
@@ -210,9 +219,11 @@ export class GossipService implements Service {
    * the hand-written codec (about 5x cheaper); false for anything else.
    */
   onPeerFrame(peerId: string, payload: Uint8Array): boolean {
-    const messages = decodeGossipBatchPayload(payload);
-    if (!messages) return false;
-    for (const m of messages) this.receiveMessage(peerId, m);
+    // Copies we hold already (about half of what flooding brings) are counted, not built.
+    const batch = decodeGossipBatch(payload, this.isHeld);
+    if (!batch) return false;
+    this.stats.duplicates += batch.held;
+    for (const m of batch.fresh) this.receiveMessage(peerId, m.message, m.canonical);
     return true;
   }
 
@@ -225,7 +236,7 @@ export class GossipService implements Service {
     return this.receiveMessage(peerId, messageFromWire(wire));
   }
 
-  private receiveMessage(peerId: string, message: GossipMessage | undefined): boolean {
+  private receiveMessage(peerId: string, message: GossipMessage | undefined, canonical?: Uint8Array): boolean {
     const core = this.core;
     if (!core) return false;
     const verdict = message ? core.receive(message) : ({ kind: 'invalid', reason: 'missing or out-of-range fields' } as const);
@@ -245,7 +256,8 @@ export class GossipService implements Service {
       return false;
     }
     this.stats.received += 1;
-    this.enqueue({ message: verdict.message, receivedMs: Date.now() });
+    // Bytes we can forward as they are only if the core kept the message as it came (it may cut a long path).
+    this.enqueue({ message: verdict.message, receivedMs: Date.now(), canonical: verdict.message === message ? canonical : undefined });
     return true;
   }
 
@@ -276,7 +288,7 @@ export class GossipService implements Service {
     // Trust our picture of other nodes' neighbours only once the overlay has
     // been still for a while: then every node computes the same one.
     const neighboursOf = overlayOf && overlayStableSinceMs && performance.now() - overlayStableSinceMs() >= OVERLAY_TRUST_AFTER_MS ? overlayOf : undefined;
-    for (const w of batch) if (!w.onDone) this.flood(w.message, neighbours, outbox, neighboursOf);
+    for (const w of batch) if (!w.onDone) this.flood(w.message, neighbours, outbox, neighboursOf, w.canonical);
     for (const [peer, messages] of outbox) this.sendBatch(peer, messages);
     outbox.clear();
     try {
@@ -315,11 +327,14 @@ export class GossipService implements Service {
     neighbours: readonly string[],
     outbox: Map<string, Uint8Array[]>,
     neighboursOf: ((id: string) => ReadonlySet<string> | undefined) | undefined,
+    canonical?: Uint8Array,
   ): void {
     const { to, message: out } = this.core!.forward(message, neighbours, neighboursOf);
     if (to.length === 0) return;
-    // Encoded once, shared by every neighbour's batch.
-    const wire = encodeGossipMessage(out);
+    // Encoded once, shared by every neighbour's batch. When the core only
+    // appended our id to the path (the last field), the bytes we received
+    // plus our path entry are exactly what encodeGossipMessage(out) writes.
+    const wire = canonical && out.path.length === message.path.length + 1 ? withPathEntry(canonical, this.selfPathEntry) : encodeGossipMessage(out);
     for (const peer of to) {
       const queue = outbox.get(peer);
       if (queue) queue.push(wire);
@@ -474,7 +489,8 @@ export class GossipService implements Service {
     outer: for (const p of plan) {
       // Young messages are skipped before the store is read: under load most of a plan is still in flight.
       const stream = streamKey(p.origin, p.incarnation);
-      const seqs = this.recentKeys.size === 0 ? p.seqs : p.seqs.filter((seq) => !this.recentKeys.has(`${stream}#${seq}`));
+      const young = this.recent.get(stream);
+      const seqs = young === undefined ? p.seqs : p.seqs.filter((seq) => !young.has(seq));
       heldBack += p.seqs.length - seqs.length;
       for (const m of store.bySeqs(p.origin, p.incarnation, seqs)) {
         if (m.receivedMs > youngAfterMs) {
@@ -497,19 +513,38 @@ export class GossipService implements Service {
   /** Remembers what this commit stored, for IN_FLIGHT_WINDOW_MS (see lacking). */
   private noteRecent(batch: readonly PendingWrite[]): void {
     const nowMs = performance.now();
-    for (const w of batch) {
-      const key = `${streamKey(w.message.origin, w.message.incarnation)}#${w.message.seq}`;
-      this.recentKeys.add(key);
-      this.recentQueue.push({ key, atMs: nowMs });
+    const streams: Set<number>[] = [];
+    const seqs: number[] = [];
+    // A commit holds runs of the same stream: its key is made once per run.
+    let lastOrigin = '';
+    let lastIncarnation = -1;
+    let set: Set<number> | undefined;
+    for (const { message: m } of batch) {
+      if (set === undefined || m.origin !== lastOrigin || m.incarnation !== lastIncarnation) {
+        lastOrigin = m.origin;
+        lastIncarnation = m.incarnation;
+        const key = streamKey(m.origin, m.incarnation);
+        set = this.recent.get(key);
+        if (!set) this.recent.set(key, (set = new Set()));
+      }
+      set.add(m.seq);
+      streams.push(set);
+      seqs.push(m.seq);
     }
+    this.recentQueue.push({ atMs: nowMs, streams, seqs });
     this.forgetOldRecent(nowMs);
   }
 
   private forgetOldRecent(nowMs: number): void {
     const cutMs = nowMs - IN_FLIGHT_WINDOW_MS;
     let drop = 0;
-    while (drop < this.recentQueue.length && this.recentQueue[drop]!.atMs <= cutMs) this.recentKeys.delete(this.recentQueue[drop++]!.key);
-    if (drop > 0) this.recentQueue.splice(0, drop);
+    while (drop < this.recentQueue.length && this.recentQueue[drop]!.atMs <= cutMs) {
+      const { streams, seqs } = this.recentQueue[drop++]!;
+      for (let i = 0; i < seqs.length; i++) streams[i]!.delete(seqs[i]!);
+    }
+    if (drop === 0) return;
+    this.recentQueue.splice(0, drop);
+    for (const [key, set] of this.recent) if (set.size === 0) this.recent.delete(key);
   }
 
   private purge(): void {

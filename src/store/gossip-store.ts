@@ -8,7 +8,16 @@ import type { GossipMessage } from '../core/gossip/message.js';
  * The durable message store of one node: SQLite in WAL mode under the data
  * directory (`gossip.db`). A message is stored once (its id and its
  * (origin, incarnation, seq) are unique); rowid order is the order this node
- * stored them, which `list` pages through. Retention keeps the newest
+ * stored them, which `list` pages through.
+ *
+ * Ids are random (hashes), so a B-tree keyed by them takes every insert on
+ * another page: with a UNIQUE index on `messages.id` each message dirtied
+ * one more page of the WAL, the largest single cost of a commit. The id
+ * index is therefore a table of its own (`message_ids`) filled in bulk: the
+ * ids of the newest rows (above `ids_indexed_through` in `meta`) are held in
+ * memory and merged in sorted order every ID_MERGE_ROWS messages, so a
+ * merge writes each page of the index once for many ids. A restart reads
+ * the unmerged ids back from `messages`. Retention keeps the newest
  * `retainCount` messages younger than `retainMs`, and records per stream
  * the highest seq it purged (the floor), so anti-entropy never fetches a
  * purged message back.
@@ -54,6 +63,10 @@ const CHECKPOINT_INTERVAL_MS = 500;
 const WAL_BYTES_KEPT = 8 * 1024 * 1024;
 /** SQLite's default, used again if the checkpoint thread fails. */
 const WAL_AUTOCHECKPOINT_PAGES = 1_000;
+/** Ids held in memory before they are merged into `message_ids` (about 100 bytes each). */
+const ID_MERGE_ROWS = 32_768;
+/** A merge at open (a store from before `message_ids`) goes in steps of this many rows. */
+const ID_MERGE_STEP_ROWS = 100_000;
 
 export class GossipStore {
   private readonly db: Database.Database;
@@ -61,9 +74,15 @@ export class GossipStore {
   private checkpointer: WalCheckpointer | undefined;
   private checkpointerStarted = false;
   /** Built once: db.transaction() makes new wrapper functions on every call (a commit per turn under a trickle of messages). */
-  private readonly insertTx: (items: readonly { message: GossipMessage; receivedMs: number }[]) => number;
+  private readonly insertTx: (items: readonly { message: GossipMessage; receivedMs: number }[], added: [string, number][]) => void;
+  /** Ids of the rows above idsIndexedThrough (not in message_ids yet), with their rowids. */
+  private readonly pendingIds = new Map<string, number>();
+  private idsIndexedThrough = 0;
 
-  private constructor(private readonly path: string) {
+  private constructor(
+    private readonly path: string,
+    private readonly idMergeRows: number,
+  ) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -74,7 +93,7 @@ export class GossipStore {
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS messages (
         rowid INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
+        id TEXT NOT NULL,
         origin TEXT NOT NULL,
         incarnation INTEGER NOT NULL,
         seq INTEGER NOT NULL,
@@ -83,8 +102,14 @@ export class GossipStore {
         received_ms INTEGER NOT NULL,
         path TEXT NOT NULL
       );
-      CREATE UNIQUE INDEX IF NOT EXISTS messages_stream ON messages (origin, incarnation, seq);
-      CREATE INDEX IF NOT EXISTS messages_received ON messages (received_ms);
+      CREATE TABLE IF NOT EXISTS message_ids (
+        id TEXT PRIMARY KEY,
+        msg INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS floors (
         origin TEXT NOT NULL,
         incarnation INTEGER NOT NULL,
@@ -92,11 +117,30 @@ export class GossipStore {
         PRIMARY KEY (origin, incarnation)
       );
     `);
+    this.migrateUniqueId();
+    this.db.exec(`
+      CREATE UNIQUE INDEX IF NOT EXISTS messages_stream ON messages (origin, incarnation, seq);
+      CREATE INDEX IF NOT EXISTS messages_received ON messages (received_ms);
+    `);
     this.stmts = {
       insert: this.db.prepare(
         'INSERT OR IGNORE INTO messages (id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
-      get: this.db.prepare<[string], Row>('SELECT rowid, * FROM messages WHERE id = ?'),
+      get: this.db.prepare<[string], Row>('SELECT m.rowid, m.* FROM message_ids i JOIN messages m ON m.rowid = i.msg WHERE i.id = ?'),
+      byRowid: this.db.prepare<[number], Row>('SELECT rowid, * FROM messages WHERE rowid = ?'),
+      idIndexed: this.db.prepare<[string], { msg: number }>('SELECT msg FROM message_ids WHERE id = ?'),
+      idsAbove: this.db.prepare<[number], { rowid: number; id: string }>('SELECT rowid, id FROM messages WHERE rowid > ?'),
+      mergeIds: this.db.prepare(
+        'INSERT OR IGNORE INTO message_ids (id, msg) SELECT id, rowid FROM messages WHERE rowid > ? AND rowid <= ? ORDER BY id',
+      ),
+      idsThrough: this.db.prepare<[], { value: number }>("SELECT value FROM meta WHERE name = 'ids_indexed_through'"),
+      setIdsThrough: this.db.prepare(
+        "INSERT INTO meta (name, value) VALUES ('ids_indexed_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+      ),
+      purgeIds: this.db.prepare('DELETE FROM message_ids WHERE id IN (SELECT id FROM messages WHERE origin = ? AND incarnation = ? AND seq <= ?)'),
+      purgedPending: this.db.prepare<[string, number, number, number], { id: string }>(
+        'SELECT id FROM messages WHERE origin = ? AND incarnation = ? AND seq <= ? AND rowid > ?',
+      ),
       bySeq: this.db.prepare<[string, number, number], Row>('SELECT rowid, * FROM messages WHERE origin = ? AND incarnation = ? AND seq = ?'),
       bySeqRange: this.db.prepare<[string, number, number, number], Row>(
         'SELECT rowid, * FROM messages WHERE origin = ? AND incarnation = ? AND seq BETWEEN ? AND ? ORDER BY seq',
@@ -116,25 +160,86 @@ export class GossipStore {
       ),
     };
     const insert = this.stmts.insert;
-    this.insertTx = this.db.transaction((items: readonly { message: GossipMessage; receivedMs: number }[]) => {
-      let added = 0;
+    const idIndexed = this.stmts.idIndexed;
+    this.insertTx = this.db.transaction((items: readonly { message: GossipMessage; receivedMs: number }[], added: [string, number][]) => {
       for (const { message: m, receivedMs } of items) {
-        added += insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path)).changes;
+        // The same id is stored once (the stream coordinates are unique by index).
+        if (this.pendingIds.has(m.id) || idIndexed.get(m.id) !== undefined) continue;
+        const r = insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path));
+        if (r.changes === 0) continue;
+        const rowid = Number(r.lastInsertRowid);
+        this.pendingIds.set(m.id, rowid);
+        added.push([m.id, rowid]);
       }
-      return added;
     });
+    this.idsIndexedThrough = this.stmts.idsThrough.get()?.value ?? 0;
+    this.loadPendingIds();
   }
 
-  static open(dataDir: string): GossipStore {
+  /** The ids not merged yet: read back into memory, or merged now when a store from before message_ids has many. */
+  private loadPendingIds(): void {
+    const above = this.stmts.maxRowid.get()!.r ?? 0;
+    if (above - this.idsIndexedThrough > 2 * this.idMergeRows) {
+      for (let from = this.idsIndexedThrough; from < above; from += ID_MERGE_STEP_ROWS) this.mergeIdsThrough(Math.min(above, from + ID_MERGE_STEP_ROWS));
+      return;
+    }
+    for (const r of this.stmts.idsAbove.iterate(this.idsIndexedThrough)) this.pendingIds.set(r.id, r.rowid);
+  }
+
+  /** Moves the ids of rows up to `through` into message_ids, in id order (each page of the index written once). */
+  private mergeIdsThrough(through: number): void {
+    this.db.transaction(() => {
+      this.stmts.mergeIds.run(this.idsIndexedThrough, through);
+      this.stmts.setIdsThrough.run(through);
+    })();
+    this.idsIndexedThrough = through;
+    for (const [id, rowid] of this.pendingIds) if (rowid <= through) this.pendingIds.delete(id);
+  }
+
+  /** A store from before message_ids: `messages.id` was UNIQUE (an index updated on every insert). */
+  private migrateUniqueId(): void {
+    const sql = this.db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'").get()?.sql ?? '';
+    if (!/id TEXT NOT NULL UNIQUE/.test(sql)) return;
+    this.db.transaction(() => {
+      this.db.exec(`
+        CREATE TABLE messages_v2 (
+          rowid INTEGER PRIMARY KEY,
+          id TEXT NOT NULL,
+          origin TEXT NOT NULL,
+          incarnation INTEGER NOT NULL,
+          seq INTEGER NOT NULL,
+          text TEXT NOT NULL,
+          created_ms INTEGER NOT NULL,
+          received_ms INTEGER NOT NULL,
+          path TEXT NOT NULL
+        );
+        INSERT INTO messages_v2 (rowid, id, origin, incarnation, seq, text, created_ms, received_ms, path)
+          SELECT rowid, id, origin, incarnation, seq, text, created_ms, received_ms, path FROM messages;
+        DROP TABLE messages;
+        ALTER TABLE messages_v2 RENAME TO messages;
+      `);
+    })();
+  }
+
+  /** `idMergeRows`: ids held in memory before a merge into message_ids (tests make it small). */
+  static open(dataDir: string, options: { idMergeRows?: number } = {}): GossipStore {
     mkdirSync(dataDir, { recursive: true });
-    return new GossipStore(join(dataDir, 'gossip.db'));
+    return new GossipStore(join(dataDir, 'gossip.db'), options.idMergeRows ?? ID_MERGE_ROWS);
   }
 
   /** Stores messages in one transaction; returns how many were new. */
   insertMany(items: readonly { message: GossipMessage; receivedMs: number }[]): number {
-    const stored = this.insertTx(items);
-    if (stored > 0 && !this.checkpointerStarted) this.startCheckpointer();
-    return stored;
+    const added: [string, number][] = [];
+    try {
+      this.insertTx(items, added);
+    } catch (err) {
+      // Rolled back: these rows do not exist.
+      for (const [id] of added) this.pendingIds.delete(id);
+      throw err;
+    }
+    if (added.length > 0 && !this.checkpointerStarted) this.startCheckpointer();
+    if (this.pendingIds.size >= this.idMergeRows) this.mergeIdsThrough(added.length > 0 ? added[added.length - 1]![1] : this.stmts.maxRowid.get()!.r ?? 0);
+    return added.length;
   }
 
   /**
@@ -154,7 +259,8 @@ export class GossipStore {
   }
 
   get(id: string): StoredMessage | undefined {
-    const row = this.stmts.get.get(id);
+    const pending = this.pendingIds.get(id);
+    const row = pending === undefined ? this.stmts.get.get(id) : this.stmts.byRowid.get(pending);
     return row && fromRow(row);
   }
 
@@ -208,6 +314,8 @@ export class GossipStore {
     const raised = this.stmts.purgeTops.all(cut);
     this.db.transaction(() => {
       for (const f of raised) {
+        for (const r of this.stmts.purgedPending.iterate(f.origin, f.incarnation, f.floor, this.idsIndexedThrough)) this.pendingIds.delete(r.id);
+        this.stmts.purgeIds.run(f.origin, f.incarnation, f.floor);
         this.stmts.deleteUpTo.run(f.origin, f.incarnation, f.floor);
         this.stmts.raiseFloor.run(f.origin, f.incarnation, f.floor);
       }

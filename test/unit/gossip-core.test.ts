@@ -67,6 +67,21 @@ describe('message ids', () => {
       const id = messageId(sha256, `n${rng.int(0, 99)}`, rng.int(0, 9), rng.int(1, 1e9), `t${rng.uint32()}`);
       assert.ok(isMessageId(id), id);
     }
+    // The number-only base62 conversion agrees with BigInt on random and extreme 64-bit values.
+    const digits = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+    const viaBigInt = (bytes: Uint8Array): string => {
+      let n = 0n;
+      for (let i = 0; i < 8; i++) n = (n << 8n) | BigInt(bytes[i]!);
+      let out = '';
+      for (let i = 0; i < 11; i++) {
+        out = digits[Number(n % 62n)]! + out;
+        n /= 62n;
+      }
+      return out;
+    };
+    const fixed = [new Uint8Array(32).fill(0xff), new Uint8Array(32), Uint8Array.from({ length: 32 }, (_, i) => (i === 7 ? 1 : 0))];
+    for (let i = 0; i < 2_000; i++) fixed.push(Uint8Array.from({ length: 32 }, () => rng.int(0, 255)));
+    for (const digest of fixed) assert.equal(messageId(() => digest, 'a', 1, 1, 't'), viaBigInt(digest));
     assert.ok(!isMessageId('4OPItic229'), 'too short');
     assert.ok(!isMessageId('4OPItic229-'), 'not base62');
   });

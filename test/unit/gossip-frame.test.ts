@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { create, toBinary } from '@bufbuild/protobuf';
 import type { GossipMessage } from '../../src/core/gossip/message.js';
 import { messageFromWire, messageToWire } from '../../src/runtime/gossip-codec.js';
-import { decodeGossipBatchPayload, encodeGossipMessage, gossipBatchFrame, gossipEventFrame } from '../../src/runtime/gossip-frame.js';
+import { decodeGossipBatch, decodeGossipBatchPayload, encodeGossipMessage, gossipBatchFrame, gossipEventFrame, pathEntryBytes, withPathEntry } from '../../src/runtime/gossip-frame.js';
 import { decodeEnvelope, encodeEnvelopeFrame, EnvelopeSchema, FRAME_HEADER_BYTES, GossipMessageSchema } from '../../src/wire/index.js';
 
 /** The hand-written gossip frame codec writes and reads exactly what the generated protobuf code does. */
@@ -115,4 +115,60 @@ test('a watch event frame is the bytes encodeEnvelopeFrame writes for a gossipEv
   }
   assert.throws(() => gossipEventFrame(-1, encodeGossipMessage(message())), RangeError);
   assert.throws(() => gossipEventFrame(2 ** 32, encodeGossipMessage(message())), RangeError);
+});
+
+test('a canonical message comes with its bytes, and one more path entry appended to them is what encodeGossipMessage writes', () => {
+  const payload = generatedFrame(samples).subarray(FRAME_HEADER_BYTES);
+  const batch = decodeGossipBatch(payload)!;
+  assert.equal(batch.held, 0);
+  batch.fresh.forEach((r, i) => {
+    const m = samples[i]!;
+    assert.deepEqual(r.message, generatedDecode(payload)[i]);
+    // Sample 5 writes no id and no origin (both empty): still canonical.
+    assert.ok(r.canonical, `sample ${i} canonical`);
+    assert.deepEqual(Buffer.from(r.canonical), Buffer.from(encodeGossipMessage(m)));
+    for (const hop of ['n9', 'node-with-a-longer-id', 'é']) {
+      const forwarded = withPathEntry(r.canonical, pathEntryBytes(hop));
+      assert.deepEqual(Buffer.from(forwarded), Buffer.from(encodeGossipMessage({ ...m, path: [...m.path, hop] })));
+    }
+  });
+});
+
+test('bytes that decode to the same message but are not written canonically come without them', () => {
+  const m = samples[0]!;
+  const canonical = Buffer.from(encodeGossipMessage(m));
+  const batchOf = (msg: Uint8Array): Uint8Array => {
+    const inner = Buffer.concat([Buffer.from([0x0a, msg.length]), msg]);
+    return Buffer.concat([Buffer.from([0x8a, 0x02, inner.length]), inner]);
+  };
+  // The same message with: an explicit zero createdMs field; a 2-byte varint for seq 42; seq after text.
+  const idOriginInc = canonical.subarray(0, canonical.indexOf(0x20));
+  const variants = [
+    Buffer.concat([Buffer.from(encodeGossipMessage({ ...m, createdMs: 0 })).subarray(0, -8), Buffer.from([0x30, 0x00]), Buffer.from(encodeGossipMessage({ ...m, createdMs: 0 })).subarray(-8)]),
+    Buffer.concat([idOriginInc, Buffer.from([0x20, 0xaa, 0x00]), canonical.subarray(idOriginInc.length + 2)]),
+  ];
+  const textAt = canonical.indexOf(0x2a, idOriginInc.length + 2);
+  variants.push(Buffer.concat([idOriginInc, canonical.subarray(textAt), canonical.subarray(idOriginInc.length, textAt)]));
+  for (const v of variants) {
+    const p = batchOf(v);
+    const got = decodeGossipBatch(p)!;
+    assert.deepEqual(got.fresh.map((r) => r.message), generatedDecode(p));
+    assert.equal(got.fresh[0]!.canonical, undefined);
+  }
+});
+
+test('copies the node holds are counted, not returned; the frame is refused exactly as without the check', () => {
+  const payload = Buffer.from(generatedFrame(samples.slice(0, 3)).subarray(FRAME_HEADER_BYTES));
+  const heldSeq42 = (origin: string, _inc: number, seq: number): boolean => origin === 'n1' && seq === 42;
+  const got = decodeGossipBatch(payload, heldSeq42)!;
+  assert.equal(got.held, 2);
+  assert.deepEqual(got.fresh.map((r) => r.message), [generatedDecode(payload)[2]]);
+  // Invalid UTF-8 in a held message's text still refuses the frame.
+  const bad = Buffer.from(payload);
+  bad[bad.indexOf('hello')] = 0xff;
+  assert.equal(decodeGossipBatch(bad, heldSeq42), undefined);
+  assert.equal(decodeGossipBatch(bad, () => true), undefined);
+  // A seq 0 message is never "held" (the core refuses it as invalid).
+  const zero = generatedFrame([message({ seq: 0 })]).subarray(FRAME_HEADER_BYTES);
+  assert.equal(decodeGossipBatch(zero, () => true)!.fresh.length, 1);
 });

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { messageId } from '../../src/core/gossip/message.js';
 import type { GossipMessage } from '../../src/core/gossip/message.js';
+import Database from 'better-sqlite3';
 import { GossipStore, RETENTION_DEFAULTS } from '../../src/store/gossip-store.js';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
@@ -185,4 +186,55 @@ test('a reopened store keeps messages, storing order, floors, and continues the 
   const next = msg('c', 1, 1);
   s.insertMany([{ message: next, receivedMs: 6_000 }]);
   assert.ok(s.get(next.id)!.rowid > before.list[before.list.length - 1]!.rowid, 'new messages list after the old ones');
+});
+
+test('ids merged into message_ids and ids still in memory: get, dedupe by id, purge and a reopen all see both', (t) => {
+  const d = dir(t);
+  const ms = Array.from({ length: 11 }, (_, i) => msg('a', 1, i + 1, `text ${i}`));
+  const first = GossipStore.open(d, { idMergeRows: 4 });
+  // Batches of 3, 3, 3, 1 and 1: merges run after the commits that reach 4 pending ids (the 2nd and the 4th); the last row stays in memory.
+  for (let i = 0; i < 10; i += 3) first.insertMany(ms.slice(i, Math.min(10, i + 3)).map((message) => ({ message, receivedMs: 1_000 + i })));
+  first.insertMany([{ message: ms[10]!, receivedMs: 2_000 }]);
+  const raw = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal((raw.prepare('SELECT count(*) AS n FROM message_ids').get() as { n: number }).n, 10, 'merged: all but the last');
+  raw.close();
+  for (const m of ms) assert.equal(first.get(m.id)?.text, m.text);
+  // The same id under other stream coordinates, merged or pending: not stored again.
+  assert.equal(first.insertMany([{ message: { ...ms[0]!, seq: 100 }, receivedMs: 1 }, { message: { ...ms[10]!, seq: 101 }, receivedMs: 1 }]), 0);
+  first.close();
+  const s = open(t, d);
+  for (const m of ms) assert.equal(s.get(m.id)?.text, m.text, 'after a reopen (pending ids read back)');
+  assert.equal(s.insertMany([{ message: { ...ms[1]!, seq: 102 }, receivedMs: 1 }, { message: { ...ms[9]!, seq: 103 }, receivedMs: 1 }]), 0);
+  s.purge({ retainCount: 2, retainMs: RETENTION_DEFAULTS.retainMs }, 2_000);
+  assert.deepEqual(keys(s.list(0, 100)), ['a/1/10', 'a/1/11']);
+  for (const m of ms.slice(0, 9)) assert.equal(s.get(m.id), undefined, 'a purged id is gone from both');
+  assert.equal(s.get(ms[10]!.id)?.text, ms[10]!.text);
+});
+
+test('a store written with the old layout (a UNIQUE index on messages.id) opens with every message', (t) => {
+  const d = dir(t);
+  const old = new Database(join(d, 'gossip.db'));
+  old.exec(`
+    CREATE TABLE messages (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, origin TEXT NOT NULL, incarnation INTEGER NOT NULL,
+      seq INTEGER NOT NULL, text TEXT NOT NULL, created_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, path TEXT NOT NULL);
+    CREATE UNIQUE INDEX messages_stream ON messages (origin, incarnation, seq);
+    CREATE INDEX messages_received ON messages (received_ms);
+    CREATE TABLE floors (origin TEXT NOT NULL, incarnation INTEGER NOT NULL, floor INTEGER NOT NULL, PRIMARY KEY (origin, incarnation));
+  `);
+  const ms = [msg('a', 1, 2, 'two', ['a', 'b']), msg('b', 4, 1, 'one'), msg('a', 1, 3, 'three')];
+  const ins = old.prepare('INSERT INTO messages (rowid, id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
+  ms.forEach((m, i) => ins.run(10 + i, m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, 500 + i, JSON.stringify(m.path)));
+  old.prepare('INSERT INTO floors VALUES (?, ?, ?)').run('a', 1, 1);
+  old.close();
+  // A merge at open too (more than 2 x idMergeRows unmerged rows).
+  const s = open(t, d);
+  const reopened = GossipStore.open(d, { idMergeRows: 1 });
+  reopened.close();
+  assert.deepEqual(keys(s.list(0, 100)), keys(ms));
+  assert.deepEqual(s.list(0, 100).map((m) => m.rowid), [10, 11, 12], 'rowids (storing order) kept');
+  assert.deepEqual({ ...s.get(ms[0]!.id)!, rowid: 0 }, { ...ms[0]!, rowid: 0, receivedMs: 500 });
+  assert.deepEqual(s.floors(), [{ origin: 'a', incarnation: 1, floor: 1 }]);
+  assert.equal(s.insertMany([{ message: ms[1]!, receivedMs: 9 }, { message: { ...ms[2]!, seq: 7 }, receivedMs: 9 }]), 0, 'deduped by stream and by id');
+  assert.equal(s.insertMany([{ message: msg('c', 1, 1), receivedMs: 9 }]), 1);
+  assert.equal(s.list(0, 100).at(-1)!.rowid, 13);
 });

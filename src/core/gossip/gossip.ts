@@ -172,6 +172,11 @@ export class GossipCore {
     for (const f of floors) this.streams.get(streamKey(f.origin, f.incarnation))?.raiseFloor(f.floor);
   }
 
+  /** Held now or purged: a copy of this message is a duplicate (a seq below 1 is never held: such a message is invalid). */
+  has(origin: string, incarnation: number, seq: number): boolean {
+    return seq >= 1 && (this.streams.get(streamKey(origin, incarnation))?.has(seq) ?? false);
+  }
+
   holds(origin: string, incarnation: number, seq: number): boolean {
     return this.streams.get(streamKey(origin, incarnation))?.holds(seq) ?? false;
   }

@@ -35,13 +35,20 @@ export function streamKey(origin: string, incarnation: number): string {
 
 export function messageId(sha256: Sha256, origin: string, incarnation: number, seq: number, text: string): string {
   // NUL separators: node ids cannot contain NUL, so fields cannot run together.
-  const digest = sha256(encoder.encode(`${origin}\u0000${incarnation}\u0000${seq}\u0000${text}`));
-  let n = 0n;
-  for (let i = 0; i < 8; i++) n = (n << 8n) | BigInt(digest[i]!);
+  const d = sha256(encoder.encode(`${origin}\u0000${incarnation}\u0000${seq}\u0000${text}`));
+  // The first 64 bits as two 32-bit halves, divided by 62 digit by digit in
+  // plain numbers (every intermediate stays below 2^38): BigInt arithmetic
+  // here cost more than the hash itself, on every message a node receives.
+  let hi = ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
+  let lo = ((d[4]! << 24) | (d[5]! << 16) | (d[6]! << 8) | d[7]!) >>> 0;
   let out = '';
   for (let i = 0; i < MESSAGE_ID_CHARS; i++) {
-    out = BASE62[Number(n % 62n)]! + out;
-    n /= 62n;
+    const hiRem = hi % 62;
+    hi = (hi - hiRem) / 62;
+    const rest = hiRem * 0x1_0000_0000 + lo;
+    const rem = rest % 62;
+    lo = (rest - rem) / 62;
+    out = BASE62[rem]! + out;
   }
   return out;
 }
@@ -59,6 +66,8 @@ export type TextProblem = { readonly code: 'empty' } | { readonly code: 'too_lar
 /** Why `text` cannot be a message, or undefined when it can. */
 export function checkText(text: string, maxBytes: number): TextProblem | undefined {
   if (text.length === 0) return { code: 'empty' };
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: most texts need no encoding to be judged.
+  if (text.length * 3 <= maxBytes) return undefined;
   const bytes = utf8Bytes(text);
   if (bytes > maxBytes) return { code: 'too_large', bytes, maxBytes };
   return undefined;
