@@ -136,7 +136,7 @@ export class BeaconService implements Service {
 /** Senders whose last datagram is remembered. */
 const LAST_HEARD_MAX = 4_096;
 
-/** Every field of BeaconInfo equal. */
+/** Every field of BeaconInfo equal (a field added there must be added here, or a stale beacon goes out). */
 function sameBeacon(a: BeaconInfo, b: BeaconInfo): boolean {
   return (
     a.cluster === b.cluster &&
@@ -145,6 +145,7 @@ function sameBeacon(a: BeaconInfo, b: BeaconInfo): boolean {
     a.port === b.port &&
     a.incarnation === b.incarnation &&
     a.oldestPendingMs === b.oldestPendingMs &&
+    a.cacheDigest === b.cacheDigest &&
     a.leaving === b.leaving
   );
 }

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/runtime/log.js';
 import { encodeDatagram } from '../../src/wire/index.js';
 
 const beacon = (over: Partial<BeaconInfo> = {}): BeaconInfo => ({
-  cluster: 'c', id: 'n1', host: '10.0.0.1', port: 7000, incarnation: 5, oldestPendingMs: 0, leaving: false, ...over,
+  cluster: 'c', id: 'n1', host: '10.0.0.1', port: 7000, incarnation: 5, oldestPendingMs: 0, cacheDigest: 0n, leaving: false, ...over,
 });
 const bytesOf = (b: BeaconInfo): Buffer => Buffer.from(encodeDatagram({ body: { case: 'beacon', value: beaconToWire(b) } }));
 
@@ -55,7 +55,7 @@ test('our beacon is encoded once until a field changes', () => {
   const first = svc.encoded(beacon());
   assert.deepEqual(Buffer.from(first), bytesOf(beacon()));
   assert.equal(svc.encoded(beacon()), first, 'the same bytes object');
-  for (const change of [{ oldestPendingMs: 9 }, { leaving: true }, { incarnation: 6 }, { port: 7002 }]) {
+  for (const change of [{ oldestPendingMs: 9 }, { leaving: true }, { incarnation: 6 }, { port: 7002 }, { cacheDigest: 42n }]) {
     const b = beacon(change);
     assert.deepEqual(Buffer.from(svc.encoded(b)), bytesOf(b));
   }
