@@ -68,6 +68,19 @@ const ID_MERGE_ROWS = 32_768;
 /** A merge at open (a store from before `message_ids`) goes in steps of this many rows. */
 const ID_MERGE_STEP_ROWS = 100_000;
 
+/** The messages table's columns: created at open and by the migration from the UNIQUE-id layout. */
+const MESSAGES_COLUMNS = `
+  rowid INTEGER PRIMARY KEY,
+  id TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  incarnation INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  text TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL,
+  path TEXT NOT NULL
+`;
+
 export class GossipStore {
   private readonly db: Database.Database;
   private readonly stmts;
@@ -91,17 +104,7 @@ export class GossipStore {
     // Checkpoints come every CHECKPOINT_INTERVAL_MS, so a burst can grow the WAL; cut it back when it restarts.
     this.db.pragma(`journal_size_limit = ${WAL_BYTES_KEPT}`);
     this.db.exec(`
-      CREATE TABLE IF NOT EXISTS messages (
-        rowid INTEGER PRIMARY KEY,
-        id TEXT NOT NULL,
-        origin TEXT NOT NULL,
-        incarnation INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        text TEXT NOT NULL,
-        created_ms INTEGER NOT NULL,
-        received_ms INTEGER NOT NULL,
-        path TEXT NOT NULL
-      );
+      CREATE TABLE IF NOT EXISTS messages (${MESSAGES_COLUMNS});
       CREATE TABLE IF NOT EXISTS message_ids (
         id TEXT PRIMARY KEY,
         msg INTEGER NOT NULL
@@ -202,17 +205,7 @@ export class GossipStore {
     if (!/id TEXT NOT NULL UNIQUE/.test(sql)) return;
     this.db.transaction(() => {
       this.db.exec(`
-        CREATE TABLE messages_v2 (
-          rowid INTEGER PRIMARY KEY,
-          id TEXT NOT NULL,
-          origin TEXT NOT NULL,
-          incarnation INTEGER NOT NULL,
-          seq INTEGER NOT NULL,
-          text TEXT NOT NULL,
-          created_ms INTEGER NOT NULL,
-          received_ms INTEGER NOT NULL,
-          path TEXT NOT NULL
-        );
+        CREATE TABLE messages_v2 (${MESSAGES_COLUMNS});
         INSERT INTO messages_v2 (rowid, id, origin, incarnation, seq, text, created_ms, received_ms, path)
           SELECT rowid, id, origin, incarnation, seq, text, created_ms, received_ms, path FROM messages;
         DROP TABLE messages;

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/runtime/log.js';
 import { encodeDatagram } from '../../src/wire/index.js';
 
 const beacon = (over: Partial<BeaconInfo> = {}): BeaconInfo => ({
-  cluster: 'c', id: 'n1', host: '10.0.0.1', port: 7000, incarnation: 5, oldestPendingMs: 0, cacheDigest: 0n, leaving: false, ...over,
+  cluster: 'c', id: 'n1', host: '10.77.0.1', port: 7000, incarnation: 5, oldestPendingMs: 0, cacheDigest: 0n, leaving: false, ...over,
 });
 const bytesOf = (b: BeaconInfo): Buffer => Buffer.from(encodeDatagram({ body: { case: 'beacon', value: beaconToWire(b) } }));
 
