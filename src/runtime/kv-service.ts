@@ -195,7 +195,14 @@ export class KvService implements Service, KvAccess {
   async start(fail: (err: Error) => void): Promise<void> {
     this.fail = fail;
     const store = KvStore.open(this.options.dataDir);
-    const replica = new KvReplica({ selfId: this.options.selfId, bucketCount: this.options.bucketCount, keysMax: this.options.keysMax, clockAheadMaxMs: KV_REPLICA_DEFAULTS.clockAheadMaxMs });
+    const replica = new KvReplica({
+      selfId: this.options.selfId,
+      bucketCount: this.options.bucketCount,
+      keysMax: this.options.keysMax,
+      clockAheadMaxMs: KV_REPLICA_DEFAULTS.clockAheadMaxMs,
+      // The store learns which records turned to garbage from the replica, as it happens.
+      onDropped: (e) => store.dropped(e),
+    });
     replica.restore(store.all());
     replica.restoreClock(Date.now(), store.ceiling());
     this.store = store;
@@ -909,13 +916,9 @@ export class KvService implements Service, KvAccess {
     // record would go while its newer one is not stored yet.
     this.flush();
     if (this.store !== store || this.replica !== replica) return;
-    const isCurrent = (key: string, hlc: number, node: string): boolean => {
-      const held = replica.raw(key);
-      return held !== undefined && held.hlc === hlc && held.node === node;
-    };
     const start = performance.now();
     try {
-      while (store.needsCleaning(replica.size) && performance.now() - start < CLEAN_BUDGET_MS) store.clean(isCurrent);
+      while (store.needsCleaning(replica.size) && performance.now() - start < CLEAN_BUDGET_MS) store.clean();
     } catch (err) {
       this.options.log.error({ err: (err as Error).message }, 'cache log cleaning failed');
     }
