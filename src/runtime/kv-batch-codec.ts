@@ -1,7 +1,7 @@
 import type { KvEntry } from '../core/kv/entry.js';
 import { FRAME_HEADER_BYTES } from '../wire/index.js';
 import { NODE_ID_BYTES_MAX } from './kv-codec.js';
-import { varintBytes, writeVarint } from '../wire/varint.js';
+import { varintBytes, writeLatin1, writeVarint } from '../wire/varint.js';
 
 /**
  * The replication hot path's codec: a frame holding one `Envelope { kv_batch }`
@@ -104,7 +104,7 @@ export function encodeKvBatchFrame(entries: readonly KvEntry[], repair = false):
     pos = writeVarint(out, pos, sizes[i]!);
     out[pos++] = (1 << 3) | WIRE_LEN;
     pos = writeVarint(out, pos, e.key.length);
-    pos += out.write(e.key, pos, 'latin1');
+    pos = writeLatin1(out, pos, e.key);
     const value = e.value;
     if (value !== undefined && value.length > 0) {
       out[pos++] = (2 << 3) | WIRE_LEN;
@@ -321,5 +321,7 @@ function readEntry(r: Reader, stop: number, limits: KvBatchLimits): KvEntry | un
     hlc,
     node,
     expiresMs: deleted ? 0 : expiresMs,
+    storedIn: undefined,
+    storedAt: 0,
   };
 }

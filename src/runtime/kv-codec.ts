@@ -37,7 +37,7 @@ export function entryFromWire(w: WireEntry, limits: { keyBytesMax: number; value
   // A copy: the decoded bytes are a view into the whole received frame, which
   // a long-lived value would otherwise keep alive (and Buffer's own slice()
   // would share that memory too).
-  return { key: keyFromBytes(w.key), value: w.deleted ? undefined : new Uint8Array(w.value), hlc, node: w.node, expiresMs: w.deleted ? 0 : expiresMs };
+  return { key: keyFromBytes(w.key), value: w.deleted ? undefined : new Uint8Array(w.value), hlc, node: w.node, expiresMs: w.deleted ? 0 : expiresMs, storedIn: undefined, storedAt: 0 };
 }
 
 export function versionToWire(v: KvVersion): Omit<WireVersion, '$typeName' | '$unknown'> {

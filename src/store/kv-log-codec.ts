@@ -1,5 +1,5 @@
 import type { KvEntry } from '../core/kv/entry.js';
-import { varintBytes, writeVarint } from '../wire/varint.js';
+import { varintBytes, writeLatin1, writeVarint } from '../wire/varint.js';
 
 /**
  * The records of the cache's log (src/store/kv-store.ts): one blob holds the
@@ -54,7 +54,7 @@ export class LogBlobWriter {
       const value = e.value;
       out[pos++] = value === undefined ? RECORD_TOMBSTONE : RECORD_VALUE;
       pos = writeVarint(out, pos, e.key.length);
-      pos += out.write(e.key, pos, 'latin1');
+      pos = writeLatin1(out, pos, e.key);
       pos = writeVarint(out, pos, e.hlc);
       const node = this.nodeBytes(e.node);
       pos = writeVarint(out, pos, node.length);
@@ -80,7 +80,7 @@ export class LogBlobWriter {
     for (const k of keys) {
       out[pos++] = RECORD_FORGET;
       pos = writeVarint(out, pos, k.length);
-      pos += out.write(k, pos, 'latin1');
+      pos = writeLatin1(out, pos, k);
     }
     return out;
   }
@@ -155,7 +155,7 @@ export class LogBlobReader {
 
   /** The record as an entry (value or tombstone records). */
   entry(): KvEntry {
-    return { key: this.key, value: this.value(), hlc: this.hlc, node: this.node, expiresMs: this.expiresMs };
+    return { key: this.key, value: this.value(), hlc: this.hlc, node: this.node, expiresMs: this.expiresMs, storedIn: undefined, storedAt: 0 };
   }
 
   /**

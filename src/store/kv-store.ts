@@ -16,18 +16,29 @@ import { LogBlobReader, LogBlobWriter, RECORD_FORGET } from './kv-log-codec.js';
  * forgets (a purged tombstone, a bucket handed over) gets a forget record,
  * which hides the key's older records until the cleaner has dropped them all.
  *
- * The store keeps no index of its own of where each key's record is: which
- * record is live is what the caller's replica holds (`clean` asks it), and
- * how much is garbage follows from the records in the log and the keys the
- * replica holds. A second per-key map here cost every replicated write one
- * more lookup in a large hash table (measured: about 1 µs of cache misses per
- * write per node on the bench machine).
+ * The store keeps no index of its own of where each key's record is (a
+ * second per-key map cost every replicated write one more lookup in a large
+ * hash table: about 1 µs of cache misses per write per node on the bench
+ * machine). Instead each commit keeps, in memory, the version each of its
+ * records holds while the cache holds it, and a held version knows its
+ * commit and place (KvEntry.storedIn/storedAt). The cache tells the store
+ * when it stops holding a version (`dropped`, from the replica's
+ * onDropped): its record's slot empties at once, without a lookup. The
+ * cleaner then copies what is left in a stretch of commits, with no read of
+ * the log and no lookup per record (reading the log back and asking the
+ * cache about each record was a fifth of a replica's CPU under a SET load).
  *
  * WAL with synchronous=NORMAL: a commit survives a kill -9 of the process;
  * only a power loss may lose the last commits.
  */
-/** Is this version the one the cache holds of its key? (The cleaner keeps exactly those records.) */
-export type IsCurrent = (key: string, hlc: number, node: string) => boolean;
+/** One commit of the log in memory: per record, the version it holds while the cache holds it (else undefined: garbage or a forget record). */
+interface Commit {
+  readonly seq: number;
+  readonly held: (KvEntry | undefined)[];
+}
+
+/** storedAt of a version the cache dropped before it was written: its record is garbage from the start. */
+const DROPPED_UNSTORED = -1;
 
 /** Records the cleaner takes per step (one transaction), about. */
 const CLEAN_STEP_ROWS = 4_096;
@@ -42,11 +53,10 @@ export class KvStore {
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
   private readonly setMeta: Database.Statement;
-  private readonly blobOf: Database.Statement;
   private readonly deleteThrough: Database.Statement;
   private readonly writer = new LogBlobWriter();
-  /** Records in each commit of the log, in seq order (a Map iterates in insertion order, and seqs only grow). */
-  private readonly commits = new Map<number, number>();
+  /** The commits of the log, in seq order (a Map iterates in insertion order, and seqs only grow). */
+  private readonly commits = new Map<number, Commit>();
   /** Records in the log. */
   private rows = 0;
   private nextSeq: number;
@@ -67,7 +77,6 @@ export class KvStore {
     `);
     this.insert = this.db.prepare('INSERT INTO commits (seq, records) VALUES (?, ?)');
     this.setMeta = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value');
-    this.blobOf = this.db.prepare('SELECT records FROM commits WHERE seq = ?').pluck();
     this.deleteThrough = this.db.prepare('DELETE FROM commits WHERE seq <= ?');
     this.nextSeq = this.maxSeq() + 1;
     this.migrate();
@@ -85,7 +94,9 @@ export class KvStore {
    */
   write(entries: readonly KvEntry[]): void {
     if (entries.length === 0) return;
-    this.append(this.writer.entries(entries), entries.length);
+    const commit = this.append(this.writer.entries(entries), entries.length);
+    // On disk: now the versions learn where they are.
+    for (let i = 0; i < entries.length; i++) this.place(entries[i]!, commit, i);
   }
 
   /** Removes purged keys (tombstones and expired values past the horizon, buckets handed over): a forget record each. */
@@ -94,12 +105,40 @@ export class KvStore {
     this.append(this.writer.forgets(keys), keys.length);
   }
 
-  private append(blob: Buffer, records: number): void {
+  /**
+   * The cache no longer holds this version (a newer one replaced it, or its
+   * key was forgotten): its record is garbage. Also for a version not
+   * written yet: its record will be garbage when it is.
+   */
+  dropped(entry: KvEntry): void {
+    const commit = entry.storedIn as Commit | undefined;
+    if (commit === undefined) {
+      entry.storedAt = DROPPED_UNSTORED;
+      return;
+    }
+    if (commit.held[entry.storedAt!] === entry) commit.held[entry.storedAt!] = undefined;
+    entry.storedIn = undefined;
+    entry.storedAt = DROPPED_UNSTORED;
+  }
+
+  /** A record of `commit` at `index` holds `entry` (unless the cache dropped it already); an earlier record of the same object is garbage now. */
+  private place(entry: KvEntry, commit: Commit, index: number): void {
+    if (entry.storedAt === DROPPED_UNSTORED && entry.storedIn === undefined) return;
+    const before = entry.storedIn as Commit | undefined;
+    if (before !== undefined && before.held[entry.storedAt!] === entry) before.held[entry.storedAt!] = undefined;
+    commit.held[index] = entry;
+    entry.storedIn = commit;
+    entry.storedAt = index;
+  }
+
+  private append(blob: Buffer, records: number): Commit {
     const seq = this.nextSeq;
     this.insert.run(seq, blob);
     this.nextSeq = seq + 1;
-    this.commits.set(seq, records);
+    const commit: Commit = { seq, held: new Array<KvEntry | undefined>(records).fill(undefined) };
+    this.commits.set(seq, commit);
     this.rows += records;
+    return commit;
   }
 
   /** Records in the log: one per key the cache holds, the rest garbage (older versions, forget records). */
@@ -114,40 +153,44 @@ export class KvStore {
 
   /**
    * One cleaning step (a few ms): the oldest commits, about CLEAN_STEP_ROWS
-   * records, are dropped, the records of the versions the cache holds
-   * (`isCurrent`) copied into one new commit at the head. Forget records go:
-   * every older record of their key is gone with the stretch. The caller's
-   * cache must have every version it holds on disk when it calls this (an
-   * older record would otherwise go while the newer one is not yet stored).
-   * Returns the records it dropped.
+   * records, are dropped, the records of the versions the cache still holds
+   * written again as one new commit at the head. Forget records go: every
+   * older record of their key is gone with the stretch. The caller's cache
+   * must have every version it holds on disk when it calls this (an older
+   * record would otherwise go while the newer one is not yet stored), and
+   * must have reported every version it dropped (`dropped`). Returns the
+   * records it dropped.
    */
-  clean(isCurrent: IsCurrent): number {
-    const stretch: number[] = [];
+  clean(): number {
+    const stretch: Commit[] = [];
     let records = 0;
-    for (const [seq, n] of this.commits) {
-      stretch.push(seq);
-      records += n;
+    for (const commit of this.commits.values()) {
+      stretch.push(commit);
+      records += commit.held.length;
       if (records >= CLEAN_STEP_ROWS) break;
     }
     if (stretch.length === 0) return 0;
-    const copies: Uint8Array[] = [];
-    for (const seq of stretch) {
-      const r = new LogBlobReader(this.blobOf.get(seq) as Buffer);
-      while (r.next()) if (r.kind !== RECORD_FORGET && isCurrent(r.key, r.hlc, r.node)) copies.push(r.bytes());
-    }
+    const live: KvEntry[] = [];
+    for (const commit of stretch) for (const e of commit.held) if (e !== undefined) live.push(e);
     const seq = this.nextSeq;
+    const blob = live.length > 0 ? this.writer.entries(live) : undefined;
     this.db.transaction(() => {
-      this.deleteThrough.run(stretch[stretch.length - 1]!);
-      if (copies.length > 0) this.insert.run(seq, Buffer.concat(copies));
+      this.deleteThrough.run(stretch[stretch.length - 1]!.seq);
+      if (blob) this.insert.run(seq, blob);
     })();
     // The disk has it: now the bookkeeping.
-    for (const s of stretch) this.commits.delete(s);
-    if (copies.length > 0) {
-      this.commits.set(seq, copies.length);
+    for (const commit of stretch) this.commits.delete(commit.seq);
+    if (blob) {
+      const commit: Commit = { seq, held: live };
+      for (let i = 0; i < live.length; i++) {
+        live[i]!.storedIn = commit;
+        live[i]!.storedAt = i;
+      }
+      this.commits.set(seq, commit);
       this.nextSeq = seq + 1;
     }
-    this.rows += copies.length - records;
-    return records - copies.length;
+    this.rows += live.length - records;
+    return records - live.length;
   }
 
   /** The clock ceiling: every stamp this node issued is below it. Written before such a stamp leaves the node. */
@@ -160,7 +203,11 @@ export class KvStore {
     return row?.value ?? 0;
   }
 
-  /** Every version held: the log replayed in order (a later record of a key supersedes an earlier one). */
+  /**
+   * Every version held: the log replayed in order (a later record of a key
+   * supersedes an earlier one). The cache must hold exactly these (and
+   * report what it drops of them from then on).
+   */
   all(): KvEntry[] {
     const rows = this.db.prepare('SELECT seq, records FROM commits ORDER BY seq').iterate() as IterableIterator<{ seq: number; records: Buffer }>;
     this.commits.clear();
@@ -168,15 +215,23 @@ export class KvStore {
     const held = new Map<string, KvEntry>();
     let last = 0;
     for (const { seq, records } of rows) {
-      let n = 0;
+      const commit: Commit = { seq, held: [] };
       const r = new LogBlobReader(records);
       while (r.next()) {
-        n += 1;
-        if (r.kind === RECORD_FORGET) held.delete(r.key);
-        else held.set(r.key, r.entry());
+        const before = held.get(r.key);
+        if (before) this.dropped(before);
+        if (r.kind === RECORD_FORGET) {
+          held.delete(r.key);
+          commit.held.push(undefined);
+        } else {
+          const e = r.entry();
+          held.set(r.key, e);
+          commit.held.push(undefined);
+          this.place(e, commit, commit.held.length - 1);
+        }
       }
-      this.commits.set(seq, n);
-      this.rows += n;
+      this.commits.set(seq, commit);
+      this.rows += commit.held.length;
       last = seq;
     }
     this.nextSeq = Math.max(this.nextSeq, last + 1);

@@ -24,3 +24,18 @@ export function writeVarint(out: Uint8Array, pos: number, value: number): number
   out[pos++] = value;
   return pos;
 }
+
+/** Up to this many chars a JS loop beats Buffer#write's call into C++ (cache keys are mostly short). */
+const LATIN1_LOOP_CHARS_MAX = 64;
+
+/**
+ * Writes a latin1 string (one char per byte, as the cache's keys are) at
+ * `pos`, as `Buffer#write(text, pos, 'latin1')` does (the low byte of each
+ * char); returns the offset after it. `out` must have room.
+ */
+export function writeLatin1(out: Buffer, pos: number, text: string): number {
+  const n = text.length;
+  if (n > LATIN1_LOOP_CHARS_MAX) return pos + out.write(text, pos, n, 'latin1');
+  for (let i = 0; i < n; i++) out[pos + i] = text.charCodeAt(i);
+  return pos + n;
+}

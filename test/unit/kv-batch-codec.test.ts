@@ -102,7 +102,7 @@ test('values are copied out of the frame, so the frame can be reused or dropped'
 });
 
 test('out-of-range fields make that entry invalid, as entryFromWire does, and the rest still count', () => {
-  const ok: KvEntry = { key: 'k', value: new Uint8Array([1]), hlc: 9, node: 'n1', expiresMs: 0 };
+  const ok: KvEntry = { key: 'k', value: new Uint8Array([1]), hlc: 9, node: 'n1', expiresMs: 0, storedIn: undefined, storedAt: 0 };
   const cases: [string, object][] = [
     ['key over the limit', { key: new Uint8Array(LIMITS.keyBytesMax + 1).fill(0x61) }],
     ['empty key', { key: new Uint8Array(0) }],
@@ -163,7 +163,7 @@ test('the plain form in other spellings: repeated fields (the last wins), fields
   const payload = new Uint8Array([0xb2, 0x04, batch.length, ...batch]);
   const fast = assertAgrees(payload, 'spellings');
   assert.ok(fast);
-  assert.deepStrictEqual(fast, { entries: [{ key: 'b', value: new Uint8Array([9]), hlc: 5, node: 'n1', expiresMs: 2 ** 49 }], repair: false });
+  assert.deepStrictEqual(fast, { entries: [{ key: 'b', value: new Uint8Array([9]), hlc: 5, node: 'n1', expiresMs: 2 ** 49, storedIn: undefined, storedAt: 0 }], repair: false });
   // A 10-byte varint: the generic decoder's (it truncates past 64 bits).
   const long = [...len(1, [0x61]), ...len(4, [0x6e]), ...field(3, 0, [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02])];
   const longBatch = len(1, long);

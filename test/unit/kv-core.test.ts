@@ -488,3 +488,25 @@ describe('globMatch', () => {
     assert.ok(elapsedMs < 500, `took ${elapsedMs.toFixed(1)} ms`);
   });
 });
+
+test('onDropped reports each version the replica stops holding, once, and nothing else', () => {
+  const dropped: KvEntry[] = [];
+  const r = replica('n1', { onDropped: (e) => dropped.push(e) });
+  const a1 = written(r, 'a', '1');
+  assert.deepEqual(dropped, [], 'a new key drops nothing');
+  const a2 = written(r, 'a', '2');
+  assert.deepEqual(dropped, [a1], 'a local overwrite drops the held version');
+  assert.equal(a2.key, a1.key);
+  assert.equal(r.apply(entry('a', 'old', 1, 'n9'), T0_MS), false);
+  assert.deepEqual(dropped, [a1], 'a stale entry drops nothing');
+  const a3 = entry('a', '3', a2.hlc + 5, 'n2');
+  assert.equal(r.apply(a3, T0_MS), true);
+  assert.deepEqual(dropped, [a1, a2], 'a newer entry from a peer drops the held version');
+  const tomb = written(r, 'a', undefined, T0_MS + 1);
+  assert.deepEqual(dropped, [a1, a2, a3]);
+  assert.deepEqual(r.purge(tomb.hlc + 1, 10), ['a']);
+  assert.deepEqual(dropped, [a1, a2, a3, tomb], 'a purged tombstone is dropped');
+  const b = written(r, 'b', '1');
+  assert.deepEqual(r.dropBucket(r.bucketOf('b')), ['b']);
+  assert.deepEqual(dropped, [a1, a2, a3, tomb, b], 'a handed-over bucket drops its keys');
+});

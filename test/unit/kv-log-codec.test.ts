@@ -4,12 +4,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KvEntry } from '../../src/core/kv/entry.js';
 import { LogBlobError, LogBlobReader, LogBlobWriter, RECORD_FORGET } from '../../src/store/kv-log-codec.js';
+import { writeLatin1 } from '../../src/wire/varint.js';
 
+// Fresh entries, as the reader makes them: not placed in a store yet.
 const ENTRIES: KvEntry[] = [
-  { key: 'a', value: new Uint8Array([1, 2, 3]), hlc: 1, node: 'n1', expiresMs: 0 },
-  { key: '\u0000\u00ff'.repeat(200), value: new Uint8Array(0), hlc: Number.MAX_SAFE_INTEGER, node: 'nø🌿', expiresMs: 1_700_000_000_000 },
-  { key: 'tomb', value: undefined, hlc: 0, node: 'x'.repeat(300), expiresMs: 0 },
-  { key: 'big', value: new Uint8Array(70_000).fill(7), hlc: 2 ** 40 + 3, node: 'n2', expiresMs: 2 ** 53 - 1 },
+  { key: 'a', value: new Uint8Array([1, 2, 3]), hlc: 1, node: 'n1', expiresMs: 0, storedIn: undefined, storedAt: 0 },
+  { key: '\u0000\u00ff'.repeat(200), value: new Uint8Array(0), hlc: Number.MAX_SAFE_INTEGER, node: 'nø🌿', expiresMs: 1_700_000_000_000, storedIn: undefined, storedAt: 0 },
+  { key: 'tomb', value: undefined, hlc: 0, node: 'x'.repeat(300), expiresMs: 0, storedIn: undefined, storedAt: 0 },
+  { key: 'big', value: new Uint8Array(70_000).fill(7), hlc: 2 ** 40 + 3, node: 'n2', expiresMs: 2 ** 53 - 1, storedIn: undefined, storedAt: 0 },
 ];
 
 function readAll(blob: Uint8Array): { kind: number; key: string; entry?: KvEntry }[] {
@@ -66,4 +68,14 @@ test('truncated, overlong or unknown records are errors, never other records', (
   }
   assert.throws(() => readAll(new Uint8Array([9, 1, 0x61])), LogBlobError);
   assert.throws(() => readAll(new Uint8Array([0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])), LogBlobError);
+});
+
+test('writeLatin1 writes what Buffer#write(latin1) writes, short keys and long', () => {
+  for (const text of ['', 'a', '\u0000\u007f\u0080\u00ff', 'k'.repeat(64), '\u00e9'.repeat(65), 'x'.repeat(300)]) {
+    const mine = Buffer.alloc(text.length + 4, 0xaa);
+    const theirs = Buffer.alloc(text.length + 4, 0xaa);
+    assert.equal(writeLatin1(mine, 2, text), 2 + text.length);
+    theirs.write(text, 2, 'latin1');
+    assert.deepStrictEqual(mine, theirs, JSON.stringify(text.slice(0, 8)));
+  }
 });

@@ -91,3 +91,43 @@ test('periodic anti-entropy waits while changes flow and runs once they stop', a
   await sleep(400);
   assert.ok(peer.requests() >= 2, `a round once quiet (requests ${peer.requests()})`);
 });
+
+test('flooded changes no neighbour needs from us share one delayed commit; an own write or a needed relay commits in the turn', async (t) => {
+  const n3 = fakePeer();
+  const conns: Record<string, FramedConnection> = { n2: fakePeer().conn, n3: n3.conn };
+  let n2Neighbours = new Set(['n1', 'n3']);
+  const svc = await service(t, n3.conn, {
+    neighbours: () => ['n2', 'n3'],
+    connection: (id) => conns[id],
+    overlayOf: (id) => (id === 'n2' ? n2Neighbours : undefined),
+    overlayStableSinceMs: () => -1e9,
+    members: () => ['n1', 'n2', 'n3'],
+  });
+  const tick = () => new Promise((r) => setImmediate(r));
+  let hlc = hlcOf(Date.now());
+  const frameOf = (key: string) => encodeKvBatchFrame([{ key, value: Buffer.from('v'), hlc: ++hlc, node: 'n2', expiresMs: 0 }]).subarray(4);
+  // n2 floods to n3 itself: nobody waits for our commit.
+  const commits0 = svc.stats.commits;
+  svc.onPeerFrame('n2', frameOf('a'));
+  await tick();
+  svc.onPeerFrame('n2', frameOf('b'));
+  await tick();
+  assert.equal(svc.stats.commits, commits0, 'not committed in the turn');
+  assert.equal(Buffer.from(svc.getLocal(Buffer.from('b'))!).toString(), 'v', 'read at once');
+  await sleep(40);
+  assert.equal(svc.stats.commits, commits0 + 1, 'both in one commit');
+  assert.equal(n3.frames.length, 0, 'n3 has them from n2');
+  // An own write while a flooded change waits: both committed in the turn.
+  svc.onPeerFrame('n2', frameOf('c'));
+  assert.equal(await svc.put(Buffer.from('d'), Buffer.from('1')), true);
+  assert.equal(svc.stats.commits, commits0 + 2);
+  assert.equal(svc.info().pending_writes, 0);
+  // n3 is no neighbour of n2: it gets the change from us, after our commit in the turn.
+  n2Neighbours = new Set(['n1']);
+  const framesBefore = n3.frames.length;
+  svc.onPeerFrame('n2', frameOf('e'));
+  await tick();
+  await sleep(5);
+  assert.equal(svc.stats.commits, commits0 + 3);
+  assert.ok(n3.frames.slice(framesBefore).some((_, i) => n3.keysOf(framesBefore + i).includes('e')), 'relayed to n3');
+});

@@ -23,13 +23,31 @@ function dir(t: { after(fn: () => void): void }): string {
 const entry = (key: string, value: string | undefined, hlc: number): KvEntry => ({ key, value: value === undefined ? undefined : Buffer.from(value), hlc, node: 'n1', expiresMs: 0 });
 const text = (e: KvEntry | undefined) => (e?.value === undefined ? undefined : Buffer.from(e.value).toString());
 
-/** The cleaner's question, answered from a model of what the cache holds. */
-const currentIn =
-  (held: ReadonlyMap<string, KvEntry>) =>
-  (key: string, hlc: number, node: string): boolean => {
-    const e = held.get(key);
-    return e !== undefined && e.hlc === hlc && e.node === node;
-  };
+/**
+ * A model of the cache in front of the store: each version it replaces or
+ * forgets is reported to the store (`dropped`) before the commit that
+ * replaces it, as the replica's onDropped does.
+ */
+class Cache {
+  readonly held = new Map<string, KvEntry>();
+  constructor(readonly store: KvStore) {}
+  write(batch: KvEntry[]): void {
+    for (const e of batch) {
+      const before = this.held.get(e.key);
+      if (before) this.store.dropped(before);
+      this.held.set(e.key, e);
+    }
+    this.store.write(batch);
+  }
+  forget(keys: string[]): void {
+    for (const k of keys) {
+      const before = this.held.get(k);
+      if (before) this.store.dropped(before);
+      this.held.delete(k);
+    }
+    this.store.remove(keys);
+  }
+}
 
 function reopen(d: string): { store: KvStore; held: Map<string, KvEntry> } {
   const store = KvStore.open(d);
@@ -63,7 +81,7 @@ test('a forgotten key stays forgotten across reopen and cleaning, and can be wri
   let { store, held } = reopen(d);
   assert.equal(held.has('x'), false);
   assert.equal(held.size, 0);
-  while (store.records > 0) if (store.clean(currentIn(held)) === 0) break;
+  while (store.records > 0) if (store.clean() === 0) break;
   assert.equal(store.records, 0);
   store.close();
   ({ store, held } = reopen(d));
@@ -79,29 +97,32 @@ test('cleaning drops garbage and keeps every live version', (t) => {
   const d = dir(t);
   const s = KvStore.open(d);
   s.all();
-  const want = new Map<string, KvEntry>();
+  const cache = new Cache(s);
+  const want = cache.held;
   let hlc = 1;
   for (let round = 0; round < 45; round++) {
     const batch: KvEntry[] = [];
     for (let k = 0; k < 1_000; k++) {
       if ((k + round) % 3 !== 0) continue;
-      const e = entry(`key${k}`, `v${round}-${k}`, hlc++);
-      batch.push(e);
-      want.set(e.key, e);
+      batch.push(entry(`key${k}`, `v${round}-${k}`, hlc++));
     }
-    s.write(batch);
+    cache.write(batch);
   }
-  s.remove(['key1', 'key2']);
-  want.delete('key1');
-  want.delete('key2');
+  cache.forget(['key1', 'key2']);
   const garbage = () => s.records - want.size;
   assert.ok(s.needsCleaning(want.size), `garbage ${garbage()}`);
   const before = garbage();
   let dropped = 0;
-  while (s.needsCleaning(want.size)) dropped += s.clean(currentIn(want));
-  assert.ok(dropped > 0 && garbage() === before - dropped, `dropped ${dropped} of ${before}`);
+  let between = 0;
+  while (s.needsCleaning(want.size)) {
+    dropped += s.clean();
+    // Writes go on between steps (each makes the key's last version garbage): copies a step made turn to garbage too.
+    cache.write([entry(`key${(between * 3) % 1_000}`, `between-${between}`, hlc++)]);
+    between += 1;
+  }
+  assert.ok(dropped > 0 && garbage() === before + between - dropped, `dropped ${dropped} of ${before} + ${between}`);
   // Cleaning by hand past the threshold: the log ends with only live rows.
-  while (garbage() > 0) if (s.clean(currentIn(want)) === 0 && garbage() > 0) break;
+  while (garbage() > 0) if (s.clean() === 0 && garbage() > 0) break;
   assert.equal(garbage(), 0);
   s.close();
   const { store, held } = reopen(d);
@@ -171,7 +192,7 @@ test('a key twice in one commit: its last version is loaded, and the cleaner dro
   assert.equal(text(held.get('a')), '2');
   assert.equal(held.size, 2);
   assert.equal(store.records, 3);
-  while (store.records > held.size) if (store.clean(currentIn(held)) === 0) break;
+  while (store.records > held.size) if (store.clean() === 0) break;
   assert.equal(store.records, 2);
   store.close();
   ({ store, held } = reopen(d));
@@ -185,15 +206,13 @@ test('a forgotten key written again counts as held again', (t) => {
   const d = dir(t);
   const s = KvStore.open(d);
   s.all();
-  s.write([entry('x', '1', 1)]);
-  s.remove(['x']);
-  const model = new Map<string, KvEntry>();
+  const cache = new Cache(s);
+  cache.write([entry('x', '1', 1)]);
+  cache.forget(['x']);
   assert.equal(s.records, 2, 'the value and its forget record, both garbage');
-  const again = entry('x', '2', 2);
-  s.write([again]);
-  model.set('x', again);
+  cache.write([entry('x', '2', 2)]);
   assert.equal(s.records, 3);
-  while (s.records > model.size) if (s.clean(currentIn(model)) === 0) break;
+  while (s.records > cache.held.size) if (s.clean() === 0) break;
   assert.equal(s.records, 1);
   s.close();
   const { store, held } = reopen(d);
@@ -216,4 +235,27 @@ test('a damaged commit fails the load instead of loading another cache', (t) => 
   const broken = KvStore.open(d);
   assert.throws(() => broken.all(), LogBlobError);
   broken.close();
+});
+
+test('the cleaner keeps exactly the held versions: after a reopen, and when a version is replaced before its commit', (t) => {
+  const d = dir(t);
+  const s = KvStore.open(d);
+  s.all();
+  new Cache(s).write([entry('a', '1', 1), entry('b', '1', 2), entry('c', '1', 3)]);
+  s.close();
+  const store = KvStore.open(d);
+  const cache = new Cache(store);
+  for (const e of store.all()) cache.held.set(e.key, e);
+  // 'a' twice in one commit (the first replaced before the commit), 'b' forgotten.
+  cache.write([entry('a', '2', 4), entry('a', '3', 5)]);
+  cache.forget(['b']);
+  assert.equal(store.records, 6);
+  while (store.clean() > 0);
+  assert.equal(store.records, 2, 'a=3 and c=1 only');
+  store.close();
+  const { store: again, held } = reopen(d);
+  assert.deepEqual([...held.keys()].sort(), ['a', 'c']);
+  assert.equal(text(held.get('a')), '3');
+  assert.equal(text(held.get('c')), '1');
+  again.close();
 });

@@ -14,6 +14,15 @@ export interface KvEntry {
   readonly node: string;
   /** Wall-clock ms after which the value reads as absent; 0: never. */
   readonly expiresMs: number;
+  /**
+   * Where the node's store holds this version: its commit and its place in
+   * it (src/store/kv-store.ts sets them; the core never reads them). On the
+   * entry itself so that the store learns which records turned to garbage
+   * without a lookup per record. Entries made on hot paths start with
+   * `storedIn: undefined, storedAt: 0`, so setting them keeps their shape.
+   */
+  storedIn?: object | undefined;
+  storedAt?: number;
 }
 
 /** What anti-entropy compares: an entry without its value. */

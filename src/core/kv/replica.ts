@@ -19,6 +19,12 @@ export interface KvReplicaConfig {
   readonly keysMax: number;
   /** How far ahead of our wall clock a peer's timestamps may be before we count it as skew. */
   readonly clockAheadMaxMs: number;
+  /**
+   * Called with each version this replica stops holding (a newer one
+   * replaced it, or its key was purged or handed over): the runtime's store
+   * counts its record as garbage. Never called for a version not held.
+   */
+  readonly onDropped?: (entry: KvEntry) => void;
 }
 
 export const KV_REPLICA_DEFAULTS = Object.freeze({
@@ -160,7 +166,8 @@ export class KvReplica {
       hlc = held.hlc + 1;
       this.raiseCeiling(hlc);
     }
-    const entry: KvEntry = { key, value, hlc, node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
+    // The held key string, not the caller's: one string per key stays in the old generation.
+    const entry: KvEntry = { key: held ? held.key : key, value, hlc, node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs, storedIn: undefined, storedAt: 0 };
     this.replace(held, entry);
     this.stats.applied += 1;
     return entry;
@@ -229,7 +236,7 @@ export class KvReplica {
 
   /** A version for a write that this replica does not keep (a partitioned cache's non-owner stamps it for the owners). */
   stamp(key: string, value: Uint8Array | undefined, wallMs: number, expiresMs = 0): KvEntry {
-    return { key, value, hlc: this.issue(wallMs), node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs };
+    return { key, value, hlc: this.issue(wallMs), node: this.config.selfId, expiresMs: value === undefined ? 0 : expiresMs, storedIn: undefined, storedAt: 0 };
   }
 
   /** Whether an incoming entry is already below the purge horizon (applying it would resurrect what was purged). */
@@ -366,6 +373,7 @@ export class KvReplica {
     this.toggle(bucket, keyA, keyB, entry);
     if (entry.value !== undefined) this.live += 1;
     this.entries.set(entry.key, entry);
+    if (held) this.config.onDropped?.(held);
   }
 
   private remove(key: string): void {
@@ -378,6 +386,7 @@ export class KvReplica {
     this.bucketKeys[bucket]!.delete(key);
     this.entries.delete(key);
     this.sortedKeys = undefined;
+    this.config.onDropped?.(held);
   }
 
   /** XORs a version into its bucket's fingerprint (versionFingerprint, with the key's hashes given). */
