@@ -164,6 +164,8 @@ export class GrapevineNode {
   private early: EarlyFrames | undefined;
   /** Monotonic ms of the last member that joined, came back or restarted (start-up waits for a quiet moment). */
   private lastJoinAtMs = 0;
+  /** Monotonic ms of the last beacon heard from anyone (diagnostics of a false 'dead'). */
+  private lastAnyBeaconAtMs = 0;
   /** Size of the frame being decoded now (set by the frame hooks, read by holdEarly). */
   private frameBytes = 0;
   private readonly offences: RateLimitedLog;
@@ -457,6 +459,7 @@ export class GrapevineNode {
 
   private onBeacon(beacon: BeaconInfo, source: BeaconSource): void {
     if (!this.membership) return;
+    this.lastAnyBeaconAtMs = this.clock();
     const events = this.membership.receiveBeacon(beacon, this.clock(), source);
     this.handle(events);
     // A newcomer may have made an early beacon due: run the core now.
@@ -476,13 +479,13 @@ export class GrapevineNode {
           this.log.info({ event: e.type, member: e.member.id, addr: `${e.member.host}:${e.member.port}`, incarnation: e.member.incarnation, alive: this.aliveCount() }, `member ${e.type}`);
           break;
         case 'suspect':
-          this.log.warn({ event: e.type, member: e.member.id }, 'member suspect');
+          this.log.warn({ event: e.type, member: e.member.id, silentMs: Math.round(this.clock() - e.member.lastHeardMs) }, 'member suspect');
           break;
         case 'dead':
           ringMayChange = true;
           this.links.drop(e.member.id);
           this.rpc.drop(e.member.id);
-          this.log.warn({ event: e.type, member: e.member.id, reason: e.reason, alive: this.aliveCount() }, 'member dead');
+          this.log.warn({ event: e.type, member: e.member.id, reason: e.reason, silentMs: Math.round(this.clock() - e.member.lastHeardMs), anyHeardAgoMs: Math.round(this.clock() - this.lastAnyBeaconAtMs), alive: this.aliveCount() }, 'member dead');
           break;
         case 'forgotten':
           this.log.info({ event: e.type, member: e.id }, 'member forgotten');
