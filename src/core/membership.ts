@@ -119,10 +119,17 @@ interface MutableMember {
   refusedMs: number;
 }
 
-/** A suspect is probed again every this many heartbeat intervals. */
-const PROBE_EVERY_BEATS = 2;
-/** A probe answer older than this many heartbeat intervals is no evidence of life. */
-const PROBE_FRESH_BEATS = 3;
+/**
+ * A suspect is probed again every heartbeat interval: a probe is lost as
+ * often as a beacon (a SYN or its answer; TCP retries only after 1 s), so
+ * several tries must fit between suspectAfterMs and deadAfterMs.
+ */
+const PROBE_EVERY_BEATS = 1;
+/**
+ * A probe answer older than this many heartbeat intervals is no evidence of
+ * life (a killed process is caught sooner: its port refuses the next probe).
+ */
+const PROBE_FRESH_BEATS = 5;
 
 export class Membership {
   private readonly table = new Map<string, MutableMember>();

@@ -42,16 +42,18 @@ test('a closed port (the process was killed) is refused', async () => {
   assert.deepEqual(results, [{ id: 'b', incarnation: 1, outcome: 'refused' }]);
 });
 
-test('one probe per member at a time, and at most inFlightMax in all; stop abandons them silently', async () => {
+test('two probes per member at a time, and at most inFlightMax in all; stop abandons them silently', async () => {
   const server = await listen();
   const results: { id: string; incarnation: number; outcome: ProbeOutcome }[] = [];
-  const p = prober(results, 2);
+  const p = prober(results, 3);
   const target = (id: string) => ({ id, incarnation: 1, host: '127.0.0.1', port: portOf(server) });
   p.probe(target('a'));
   p.probe(target('a'));
+  p.probe(target('a'));
+  assert.equal(p.probesSent, 2);
   p.probe(target('b'));
   p.probe(target('c'));
-  assert.equal(p.probesSent, 2);
+  assert.equal(p.probesSent, 3);
   p.stop();
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(results, []);
