@@ -11,7 +11,7 @@
  *      (BENCH_KILLS kills, default 5, the victim restarted in between);
  *   3. false positives during BENCH_FP_SECONDS (default 300) with 5 % loss on
  *      every host and one node per system stopped (SIGSTOP/SIGCONT) for 300 ms
- *      every 10 s — both clusters side by side;
+ *      (BENCH_STALL_MS) every 10 s — both clusters side by side;
  *   4. idle bytes/s per node over BENCH_IDLE_SECONDS (default 60; one system
  *      running at a time) and RSS per node.
  *
@@ -43,7 +43,6 @@ import type { Row } from './lib/table.js';
 const N = 16;
 const GV_PORT = 7000;
 const LOSS = 0.05;
-const STALL_MS = 300;
 const STALL_EVERY_MS = 10_000;
 const BASELINE_SECONDS = 10;
 const FULL_TIMEOUT_MS = 30_000;
@@ -70,6 +69,8 @@ const STARTUP_RUNS = envInt('BENCH_STARTUP_RUNS', 3, 1);
 const KILLS = envInt('BENCH_KILLS', 5, 1);
 const IDLE_SECONDS = envInt('BENCH_IDLE_SECONDS', 60, 1);
 const FP_SECONDS = envInt('BENCH_FP_SECONDS', 300, 1);
+/** How long the stopped node stays stopped each time (issue 2: 300 ms; longer only to study the detector). */
+const STALL_MS = envInt('BENCH_STALL_MS', 300, 1);
 
 const T0 = Date.now();
 function say(msg: string): void {
@@ -443,11 +444,13 @@ async function falsePositives(lab: Lab, gvSys: System, serfSys: System): Promise
   const tEnd = tStart + FP_SECONDS * 1000;
   say(`false positives: ${FP_SECONDS} s with ${LOSS * 100} % loss on every host; grapevine ${gvStalled.key()} (host ${GV_STALLED_HOST}) and serf ${serfStalled.key()} (host ${SERF_STALLED_HOST}) stopped ${STALL_MS} ms every ${STALL_EVERY_MS / 1000} s`);
   const stallMs: number[] = [];
+  const stallStarts: number[] = [];
   let nextReport = tStart + 60_000;
   try {
     for (let next = tStart + STALL_EVERY_MS / 2; next + STALL_MS < tEnd; next += STALL_EVERY_MS) {
       await sleep(Math.max(0, next - Date.now()));
       const t = Date.now();
+      stallStarts.push(t);
       signal(gvStalled.proc, 'SIGSTOP');
       signal(serfStalled.proc, 'SIGSTOP');
       await sleep(STALL_MS);
@@ -507,11 +510,23 @@ async function falsePositives(lab: Lab, gvSys: System, serfSys: System): Promise
     allRunning: sf.members.every((m) => running(m.proc)),
   };
   await stopAll(lab, [...gv.members, ...sf.members]);
+  dumpLogs(gvNodes, stallStarts, tStart, tCount);
   const result: FpResult = { seconds: FP_SECONDS, loss: LOSS, stalls: stallMs.length, stallMs: spread(stallMs, 0), grapevine, serf };
   say(`false positives: grapevine ${grapevine.falseDead} 'member dead' (${grapevine.suspicions} suspicions ${JSON.stringify(grapevine.suspicionsByMember)}, ` +
     `${grapevine.stallsNoticedByStalledNode} stalls noticed by the stalled node, ${grapevine.stallsLoggedByOthers} stall lines from the others); ` +
     `serf ${serf.falseDead} EventMemberFailed (${serf.suspicions} suspicions, ${serf.handlerFailed} handler member-failed events)`);
   return result;
+}
+
+/** BENCH_LOG_DIR set: every grapevine node's log lines of the false-positive window, for diagnosis. */
+function dumpLogs(nodes: readonly GvNode[], stallStarts: readonly number[], from: number, to: number): void {
+  const dir = process.env.BENCH_LOG_DIR;
+  if (dir === undefined || dir === '') return;
+  mkdirSync(dir, { recursive: true });
+  const lines = nodes.flatMap((n) => n.records.filter((r) => r.time >= from - 5_000 && r.time <= to).map((r) => `${n.hostIndex} ${n.id ?? '?'} ${r.raw ?? r.msg}`));
+  writeFileSync(join(dir, 'fp-nodes.log'), `${lines.join('\n')}\n`);
+  writeFileSync(join(dir, 'fp-meta.json'), `${JSON.stringify({ from, to, stallStarts, ids: nodes.map((n) => [n.hostIndex, n.id]) })}\n`);
+  say(`wrote the false-positive window's node logs to ${dir}`);
 }
 
 function countDead(members: readonly Member[], from: number, to: number): number {

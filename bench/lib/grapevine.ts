@@ -18,7 +18,11 @@ export interface GvRecord {
   readonly alive?: number;
   readonly id?: string;
   readonly stalledMs?: number;
+  /** The whole line, kept only when BENCH_LOG_DIR asks for the logs. */
+  readonly raw?: string;
 }
+
+const KEEP_RAW = (process.env.BENCH_LOG_DIR ?? '') !== '';
 
 export const BACK_MSGS = ['member joined', 'member restarted', 'member recovered'] as const;
 
@@ -47,6 +51,7 @@ export class GvNode {
         ...(typeof v.alive === 'number' ? { alive: v.alive } : {}),
         ...(typeof v.id === 'string' ? { id: v.id } : {}),
         ...(typeof v.stalledMs === 'number' ? { stalledMs: v.stalledMs } : {}),
+        ...(KEEP_RAW ? { raw: line } : {}),
       });
     });
   }

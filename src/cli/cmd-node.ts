@@ -26,7 +26,7 @@ Options:
   --seed HOST:PORT        a peer beyond multicast reach (repeatable)
   --heartbeat-ms MS       beacon interval (default 200)
   --suspect-ms MS         silence before suspect (default 1000)
-  --dead-ms MS            silence before dead (default 1600)
+  --dead-ms MS            silence before dead (default 1600; 1000 more while its port answers)
   --max-message-bytes N   largest gossip message (default 65536, at most 1 MiB)
   --retain-messages N     gossip messages kept (default 1000000; oldest go first)
   --retain-days D         gossip messages older than this are purged (default 30)

@@ -146,7 +146,8 @@ export function buildNodeConfig(args: NodeArgs): { config: NodeConfig; logLevel:
     clusterName,
     multicast: Object.freeze({ group, port: mcastPort, interface: iface, ttl }),
     seeds: Object.freeze(seeds),
-    membership: Object.freeze({ ...m, heartbeatIntervalMs, suspectAfterMs, deadAfterMs }),
+    // A suspect whose port still answers gets the same extra time past --dead-ms as by default.
+    membership: Object.freeze({ ...m, heartbeatIntervalMs, suspectAfterMs, deadAfterMs, deadAfterAnsweringMs: deadAfterMs + (m.deadAfterAnsweringMs - m.deadAfterMs) }),
     limits: NODE_DEFAULTS.limits,
     connectionsMax: NODE_DEFAULTS.connectionsMax,
     inboundBudgetBytes: NODE_DEFAULTS.inboundBudgetBytes,

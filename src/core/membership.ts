@@ -14,6 +14,13 @@ import type { Endpoint } from './address.js';
 
 export type MemberState = 'alive' | 'suspect' | 'dead';
 export type BeaconSource = 'direct' | 'unicast' | 'indirect';
+/**
+ * What a suspect's host said when we opened a TCP connection to its port:
+ * 'answered' (the kernel still holds its listening socket: the process
+ * exists, it is only slow or frozen) or 'refused' (nothing listens there: the
+ * process is gone). No answer at all (host down, link cut) is not reported.
+ */
+export type ProbeOutcome = 'answered' | 'refused';
 
 export interface BeaconInfo {
   readonly cluster: string;
@@ -35,6 +42,14 @@ export interface MembershipConfig {
   readonly suspectAfterMs: number;
   /** Silence after which a member is declared dead (> suspectAfterMs). */
   readonly deadAfterMs: number;
+  /**
+   * Silence after which a suspect whose host still answers for its port
+   * (a probe, see ProbeOutcome) is declared dead all the same (a process
+   * frozen this long is of no use). Only probe answers from the last
+   * PROBE_FRESH_BEATS heartbeat intervals count, so a process killed while
+   * suspect is still declared dead at deadAfterMs. <= deadAfterMs: no probes.
+   */
+  readonly deadAfterAnsweringMs: number;
   /** Dead members stay listed this long, then are forgotten. */
   readonly forgetDeadAfterMs: number;
   /** Bound of the member table. */
@@ -47,6 +62,7 @@ export const MEMBERSHIP_DEFAULTS: Omit<MembershipConfig, 'clusterName'> = Object
   heartbeatIntervalMs: 200,
   suspectAfterMs: 1_000,
   deadAfterMs: 1_600,
+  deadAfterAnsweringMs: 2_600,
   forgetDeadAfterMs: 3_600_000,
   membersMax: 1_024,
   joinReplyDelayMaxMs: 30,
@@ -75,7 +91,9 @@ export type MembershipEvent =
   | { readonly type: 'dead'; readonly member: Member; readonly reason: 'timeout' | 'left' }
   | { readonly type: 'forgotten'; readonly id: string }
   | { readonly type: 'ignored'; readonly reason: IgnoreReason; readonly id: string; readonly host: string; readonly port: number }
-  | { readonly type: 'stall'; readonly stalledMs: number };
+  | { readonly type: 'stall'; readonly stalledMs: number }
+  /** Open a TCP connection to the suspect's port and report the outcome with probeResult. */
+  | { readonly type: 'probe'; readonly member: Member };
 
 export interface SelfInfo extends Endpoint {
   readonly incarnation: number;
@@ -94,7 +112,24 @@ interface MutableMember {
   heardDirectly: boolean;
   /** Incarnation that announced it was leaving; its later beacons are stale. */
   leftIncarnation: number;
+  /** When we last asked the runtime to probe this suspect. */
+  probedMs: number;
+  /** When its host last answered a probe (process exists), and last refused one. */
+  answeredMs: number;
+  refusedMs: number;
 }
+
+/**
+ * A suspect is probed again every heartbeat interval: a probe is lost as
+ * often as a beacon (a SYN or its answer; TCP retries only after 1 s), so
+ * several tries must fit between suspectAfterMs and deadAfterMs.
+ */
+const PROBE_EVERY_BEATS = 1;
+/**
+ * A probe answer older than this many heartbeat intervals is no evidence of
+ * life (a killed process is caught sooner: its port refuses the next probe).
+ */
+const PROBE_FRESH_BEATS = 5;
 
 export class Membership {
   private readonly table = new Map<string, MutableMember>();
@@ -160,6 +195,7 @@ export class Membership {
         stateSinceMs: nowMs,
         heardDirectly: source === 'direct',
         leftIncarnation: beacon.leaving ? beacon.incarnation : -1,
+        ...NO_PROBES,
       };
       this.table.set(m.id, m);
       if (beacon.leaving) return [{ type: 'dead', member: view(m), reason: 'left' }];
@@ -184,6 +220,7 @@ export class Membership {
         return [{ type: 'dead', member: view(known), reason: 'left' }];
       }
       known.state = 'alive';
+      Object.assign(known, NO_PROBES);
       this.answerNewcomer(nowMs);
       return [{ type: 'restarted', member: view(known), previousIncarnation }];
     }
@@ -205,6 +242,7 @@ export class Membership {
     if (known.state !== 'alive') {
       const from = known.state;
       known.state = 'alive';
+      Object.assign(known, NO_PROBES);
       known.stateSinceMs = nowMs;
       if (from === 'dead') this.answerNewcomer(nowMs);
       return [{ type: 'recovered', member: view(known), from }];
@@ -218,10 +256,16 @@ export class Membership {
     const stalledMs = this.detectStall(nowMs);
     if (stalledMs > 0) {
       // Our own event loop was frozen: the silence we saw is ours, not theirs.
+      // The whole gap since our last tick is discounted, not just the part
+      // beyond a heartbeat: the runtime's timers run before the datagrams
+      // that queued meanwhile are read, and the stall may have begun right
+      // after that tick (counting the heartbeat's worth as silence made a
+      // 1.3 s freeze declare members dead whose beacons sat in the buffer).
       // Never into the future: a beacon drained from the socket buffer before
       // this tick already set lastHeardMs to now, and pushing it past now would
       // delay that member's failure detection by the length of the stall.
-      for (const m of this.table.values()) if (m.state !== 'dead') m.lastHeardMs = Math.min(m.lastHeardMs + stalledMs, nowMs);
+      const gapMs = nowMs - this.lastTickMs!;
+      for (const m of this.table.values()) if (m.state !== 'dead') m.lastHeardMs = Math.min(m.lastHeardMs + gapMs, nowMs);
       events.push({ type: 'stall', stalledMs });
     }
     this.lastTickMs = nowMs;
@@ -234,17 +278,46 @@ export class Membership {
         }
         continue;
       }
-      if (silentMs >= this.config.deadAfterMs) {
+      if (silentMs >= this.config.deadAfterMs && !(silentMs < this.config.deadAfterAnsweringMs && this.answering(m, nowMs))) {
         m.state = 'dead';
         m.stateSinceMs = nowMs;
         events.push({ type: 'dead', member: view(m), reason: 'timeout' });
-      } else if (silentMs >= this.config.suspectAfterMs && m.state === 'alive') {
+        continue;
+      }
+      if (silentMs >= this.config.suspectAfterMs && m.state === 'alive') {
         m.state = 'suspect';
         m.stateSinceMs = nowMs;
         events.push({ type: 'suspect', member: view(m) });
       }
+      if (m.state === 'suspect' && this.probing() && nowMs >= m.probedMs + PROBE_EVERY_BEATS * this.config.heartbeatIntervalMs) {
+        m.probedMs = nowMs;
+        events.push({ type: 'probe', member: view(m) });
+      }
     }
     return events;
+  }
+
+  /**
+   * The outcome of a probe of member `id` (incarnation `incarnation`, as in
+   * the probe event). A fresh answer keeps a silent suspect from being
+   * declared dead until deadAfterAnsweringMs: its process exists, so the
+   * silence is a busy or frozen process (or lost beacons), not a crash. A
+   * refusal cancels earlier answers.
+   */
+  probeResult(id: string, incarnation: number, outcome: ProbeOutcome, nowMs: number): void {
+    const m = this.table.get(id);
+    if (!m || m.incarnation !== incarnation || m.state !== 'suspect') return;
+    if (outcome === 'answered') m.answeredMs = nowMs;
+    else m.refusedMs = nowMs;
+  }
+
+  private probing(): boolean {
+    return this.config.deadAfterAnsweringMs > this.config.deadAfterMs;
+  }
+
+  /** A probe of this suspect was answered lately, and none refused since. */
+  private answering(m: MutableMember, nowMs: number): boolean {
+    return m.answeredMs > m.refusedMs && nowMs - m.answeredMs < PROBE_FRESH_BEATS * this.config.heartbeatIntervalMs;
   }
 
   /** Our beacon when one is due at `nowMs`, else undefined. */
@@ -267,9 +340,20 @@ export class Membership {
     let wake = this.nextBeaconAtMs;
     for (const m of this.table.values()) {
       if (m.state === 'alive') wake = Math.min(wake, m.lastHeardMs + this.config.suspectAfterMs);
-      else if (m.state === 'suspect') wake = Math.min(wake, m.lastHeardMs + this.config.deadAfterMs);
+      else if (m.state === 'suspect') wake = Math.min(wake, this.suspectWakeMs(m));
       else wake = Math.min(wake, m.stateSinceMs + this.config.forgetDeadAfterMs);
     }
+    return wake;
+  }
+
+  /** The next moment a suspect's fate may change: its dead deadline, its next probe, its last answer going stale. */
+  private suspectWakeMs(m: MutableMember): number {
+    const deadMs = m.lastHeardMs + this.config.deadAfterMs;
+    if (!this.probing()) return deadMs;
+    const beatMs = this.config.heartbeatIntervalMs;
+    let wake = Math.min(m.probedMs + PROBE_EVERY_BEATS * beatMs, m.lastHeardMs + this.config.deadAfterAnsweringMs);
+    // Past the dead deadline only a fresh answer keeps it: look again when that answer goes stale.
+    wake = Math.min(wake, Math.max(deadMs, m.answeredMs + PROBE_FRESH_BEATS * beatMs));
     return wake;
   }
 
@@ -349,6 +433,12 @@ export class Membership {
     return true;
   }
 }
+
+const NO_PROBES = Object.freeze({
+  probedMs: Number.NEGATIVE_INFINITY,
+  answeredMs: Number.NEGATIVE_INFINITY,
+  refusedMs: Number.NEGATIVE_INFINITY,
+});
 
 function view(m: MutableMember): Member {
   return {

@@ -11,6 +11,7 @@ import { BACKOFF_DEFAULTS } from '../core/backoff.js';
 import type { Beacon, Envelope } from '../wire/index.js';
 import { beaconFromWire, beaconToWire } from './beacon-codec.js';
 import { BeaconService } from './beacons.js';
+import { PortProber } from './port-probe.js';
 import { CONNECTION_LIMITS_DEFAULT } from './connection.js';
 import type { ConnectionLimits, FramedConnection } from './connection.js';
 import { connectAndGreet } from './handshake.js';
@@ -122,6 +123,9 @@ async function afterIoPoll(): Promise<void> {
 const STORES_WAIT_BEATS_MAX = 5;
 /** An early frame counts at least this many bytes (envelope, connection and closure). */
 const EARLY_FRAME_BYTES_MIN = 256;
+/** Suspects probed at once, at most (each probe is one short TCP connection). */
+const PROBES_IN_FLIGHT_MAX = 64;
+
 /** A leaving node waits this long at most for its leave beacon to go out. */
 const LEAVE_SEND_WAIT_MS = 500;
 
@@ -139,10 +143,12 @@ export class GrapevineNode {
   private unlock: (() => void) | undefined;
   private readonly supervisor: Supervisor;
   private readonly beacons: BeaconService;
+  private readonly prober: PortProber;
   private links!: PeerLinks;
   private readonly listener: Listener;
   private readonly seeds: SeedJoiner;
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
   private neighbours: PeerEndpoint[] = [];
   /** Overlay peers: what the links follow and gossip floods to. */
   private overlay: PeerEndpoint[] = [];
@@ -164,6 +170,8 @@ export class GrapevineNode {
   private early: EarlyFrames | undefined;
   /** Monotonic ms of the last member that joined, came back or restarted (start-up waits for a quiet moment). */
   private lastJoinAtMs = 0;
+  /** Monotonic ms of the last beacon heard from anyone (diagnostics of a false 'dead'). */
+  private lastAnyBeaconAtMs = 0;
   /** Size of the frame being decoded now (set by the frame hooks, read by holdEarly). */
   private frameBytes = 0;
   private readonly offences: RateLimitedLog;
@@ -183,6 +191,12 @@ export class GrapevineNode {
       log: log.child({ component: 'beacon' }),
       clock: this.clock,
       onBeacon: (beacon, _from, via) => this.onBeacon(beacon, via === 'multicast' ? 'direct' : 'unicast'),
+    });
+    this.prober = new PortProber({
+      // An answer later than a heartbeat or two is too old to keep a suspect anyway.
+      timeoutMs: 2 * config.membership.heartbeatIntervalMs,
+      inFlightMax: PROBES_IN_FLIGHT_MAX,
+      onResult: (id, incarnation, outcome) => this.membership?.probeResult(id, incarnation, outcome, this.clock()),
     });
     this.listener = new Listener({
       host: config.host,
@@ -438,6 +452,9 @@ export class GrapevineNode {
       stop: async () => {
         clearTimeout(this.timer);
         this.timer = undefined;
+        clearImmediate(this.immediate);
+        this.immediate = undefined;
+        this.prober.stop();
       },
     };
   }
@@ -445,6 +462,8 @@ export class GrapevineNode {
   /** One turn of the core: timeouts, a beacon if due, then sleep until the next wake-up. */
   private step(): void {
     clearTimeout(this.timer);
+    clearImmediate(this.immediate);
+    this.immediate = undefined;
     const now = this.clock();
     this.handle(this.membership.tick(now));
     this.membership.setOldestPendingMs(this.kvService.oldestPendingMs());
@@ -452,11 +471,22 @@ export class GrapevineNode {
     const beacon = this.membership.pollBeacon(now);
     if (beacon) this.beacons.send(beacon, this.unicastTargets());
     const delayMs = Math.max(1, Math.min(this.membership.nextWakeMs() - this.clock(), this.config.membership.heartbeatIntervalMs));
-    this.timer = setTimeout(() => this.step(), delayMs);
+    // The step runs from setImmediate, i.e. after the event loop's poll phase:
+    // when our loop was frozen or starved, the beacons that queued in the
+    // socket meanwhile are read before the timeouts are judged (a timer
+    // callback runs before them, and would count their wait as silence).
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.immediate = setImmediate(() => {
+        this.immediate = undefined;
+        this.step();
+      });
+    }, delayMs);
   }
 
   private onBeacon(beacon: BeaconInfo, source: BeaconSource): void {
     if (!this.membership) return;
+    this.lastAnyBeaconAtMs = this.clock();
     const events = this.membership.receiveBeacon(beacon, this.clock(), source);
     this.handle(events);
     // A newcomer may have made an early beacon due: run the core now.
@@ -476,16 +506,19 @@ export class GrapevineNode {
           this.log.info({ event: e.type, member: e.member.id, addr: `${e.member.host}:${e.member.port}`, incarnation: e.member.incarnation, alive: this.aliveCount() }, `member ${e.type}`);
           break;
         case 'suspect':
-          this.log.warn({ event: e.type, member: e.member.id }, 'member suspect');
+          this.log.warn({ event: e.type, member: e.member.id, silentMs: Math.round(this.clock() - e.member.lastHeardMs) }, 'member suspect');
           break;
         case 'dead':
           ringMayChange = true;
           this.links.drop(e.member.id);
           this.rpc.drop(e.member.id);
-          this.log.warn({ event: e.type, member: e.member.id, reason: e.reason, alive: this.aliveCount() }, 'member dead');
+          this.log.warn({ event: e.type, member: e.member.id, reason: e.reason, silentMs: Math.round(this.clock() - e.member.lastHeardMs), anyHeardAgoMs: Math.round(this.clock() - this.lastAnyBeaconAtMs), alive: this.aliveCount() }, 'member dead');
           break;
         case 'forgotten':
           this.log.info({ event: e.type, member: e.id }, 'member forgotten');
+          break;
+        case 'probe':
+          this.prober.probe(e.member);
           break;
         case 'stall':
           this.log.warn({ event: e.type, stalledMs: Math.round(e.stalledMs) }, 'event loop stalled; not blaming peers for the silence');

@@ -6,6 +6,9 @@ import type { DropReason, NetworkKnobs } from './network.js';
 import { SimRandom } from './random.js';
 import { Scheduler } from './scheduler.js';
 
+/** Datagrams libuv reads from one UDP socket per poll-phase turn. */
+const READ_BATCH_DATAGRAMS = 32;
+
 export type NodeStatus = 'idle' | 'running' | 'crashed' | 'left';
 
 export type LifecycleChange =
@@ -217,14 +220,14 @@ export class MembershipCluster {
 
   private endStall(n: SimNode, generation: number): void {
     if (generation !== n.stallGeneration || n.status !== 'running') return;
-    // Which runs first after a freeze, the overdue timer or the queued I/O,
-    // depends on where Node's event loop was; both orders are exercised.
-    const timerFirst = this.random.chance(0.5);
-    if (timerFirst) this.wake(n);
+    // The runtime judges timeouts from setImmediate after its timer, i.e.
+    // after Node's poll phase has read what queued in the socket: up to one
+    // libuv batch per socket before the tick, the rest after it.
     const queued = n.inbox;
     n.inbox = [];
-    for (const q of queued) if (n.status === 'running') this.receive(n, q.beacon);
-    if (!timerFirst) this.wake(n);
+    for (const q of queued.slice(0, READ_BATCH_DATAGRAMS)) if (n.status === 'running') this.receive(n, q.beacon);
+    this.wake(n);
+    for (const q of queued.slice(READ_BATCH_DATAGRAMS)) if (n.status === 'running') this.receive(n, q.beacon);
   }
 
   private wake(n: SimNode): void {
@@ -233,6 +236,7 @@ export class MembershipCluster {
     const m = n.membership!;
     const events = m.tick(this.nowMs);
     if (events.length > 0) this.notify((l) => l.onEvents?.(n.spec.id, events, this.nowMs));
+    for (const e of events) if (e.type === 'probe') this.probe(n, e.member.id, e.member.incarnation);
     const beacon = m.pollBeacon(this.nowMs);
     if (beacon) this.network.multicast(n.spec.id, beacon);
     const nextMs = m.nextWakeMs();
@@ -241,6 +245,30 @@ export class MembershipCluster {
       this.anomalies.push(`t=${this.nowMs} ${n.spec.id}: nextWakeMs ${nextMs} is not after the tick that just ran`);
     }
     this.armWake(n, this.nowMs + 1);
+  }
+
+  /**
+   * A TCP probe as the runtime makes it (src/runtime/port-probe.ts): the
+   * target's kernel answers while that incarnation runs, stalled or not, and
+   * refuses once it is down; nothing comes back across a partition or a cut
+   * link, or when the SYN or its answer is lost (TCP would retry after 1 s,
+   * too late to count). The answer takes a round trip.
+   */
+  private probe(n: SimNode, targetId: string, incarnation: number): void {
+    const target = this.nodes.get(targetId);
+    const from = n.spec.id;
+    if (!target || this.network.blocked(from, targetId) || this.network.blocked(targetId, from)) return;
+    const k = this.network.knobs;
+    if (this.random.chance(k.lossProbability) || this.random.chance(k.lossProbability)) return;
+    const outcome = target.status === 'running' && target.incarnation === incarnation ? 'answered' : 'refused';
+    const generation = n.stallGeneration;
+    const membership = n.membership;
+    this.scheduler.at(this.nowMs + 2 * this.random.int(k.delayMsMin, k.delayMsMax), () => {
+      // A stalled observer reads the answer late: dropping it is the conservative model.
+      if (n.membership !== membership || n.stalled || n.stallGeneration !== generation) return;
+      membership!.probeResult(targetId, incarnation, outcome, this.nowMs);
+      this.armWake(n);
+    });
   }
 
   /** Makes sure a timer is pending at the core's next wake-up (never before `notBeforeMs`). */

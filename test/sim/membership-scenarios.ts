@@ -153,6 +153,33 @@ export function membershipScenarios(): void {
       assertSafe(monitor);
     });
 
+    test('a node frozen for 2 s (its host still answers probes) is not declared dead, and recovers', () => {
+      const { c, monitor, about, seen } = makeCluster(5);
+      settle(c, monitor, 1_000);
+      const stallMs = c.nowMs;
+      c.stall('n1', 2_000);
+      c.runFor(2_500);
+      assert.ok(about('n1', 'suspect', stallMs).length > 0, 'the others suspected it');
+      assert.ok(seen.some((s) => s.atMs >= stallMs && s.event.type === 'probe'), 'and probed it');
+      assert.deepEqual(about('n1', 'dead', stallMs), []);
+      assert.ok(settle(c, monitor, 500) <= 500);
+      assertSafe(monitor);
+    });
+
+    test('a crashed node is dead at deadAfterMs although its host answered probes while it was only suspect', () => {
+      const { c, monitor, about, cfg } = makeCluster(5);
+      settle(c, monitor, 1_000);
+      const stallMs = c.nowMs;
+      c.stall('n2', 1_300);
+      // Suspect from about 1 s on, probed and answering; crashed at 1.2 s (still frozen).
+      c.scheduler.at(stallMs + 1_200, () => c.crash('n2'));
+      c.runFor(3_000);
+      const deaths = about('n2', 'dead', stallMs);
+      assert.equal(deaths.length, 4);
+      for (const d of deaths) assert.ok(d.atMs <= stallMs + cfg.deadAfterMs + DELAY_MS_MAX + 100, `${d.observer} after ${d.atMs - stallMs} ms`);
+      assertSafe(monitor);
+    });
+
     test('a 300 ms stall every 10 s causes no suspicion (16 nodes, no loss, 60 s)', () => {
       const { c, monitor, seen } = makeCluster(16);
       settle(c, monitor, 1_000);

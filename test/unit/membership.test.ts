@@ -24,8 +24,89 @@ test('alive -> suspect -> dead by silence, with the configured timeouts', () => 
   // Tick every heartbeat so no stall is detected.
   let events: string[] = [];
   for (let t = 100; t <= config.deadAfterMs; t += 100) events = events.concat(m.tick(t).map((e) => `${t}:${e.type}`));
-  assert.deepEqual(events, [`${config.suspectAfterMs}:suspect`, `${config.deadAfterMs}:dead`]);
+  // Its port is probed from the suspicion on (every heartbeat); no answer changes nothing.
+  assert.deepEqual(events, [`${config.suspectAfterMs}:suspect`, `${config.suspectAfterMs}:probe`, '1200:probe', '1400:probe', `${config.deadAfterMs}:dead`]);
   assert.equal(stateOf(m, 'a'), 'dead');
+});
+
+/** Ticks every 100 ms from `fromMs` to `toMs`, answering each probe of 'a' with `answer(t)`; returns 't:type' of the events. */
+function run(m: Membership, fromMs: number, toMs: number, answer: (t: number) => 'answered' | 'refused' | undefined): string[] {
+  const out: string[] = [];
+  for (let t = fromMs; t <= toMs; t += 100) {
+    for (const e of m.tick(t)) {
+      out.push(`${t}:${e.type}`);
+      const outcome = e.type === 'probe' ? answer(t) : undefined;
+      if (e.type === 'probe' && outcome) m.probeResult(e.member.id, e.member.incarnation, outcome, t + 5);
+    }
+  }
+  return out;
+}
+
+test('a suspect whose port answers is not dead at deadAfterMs; still silent at deadAfterAnsweringMs, it is', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  const events = run(m, 100, 3_000, () => 'answered');
+  const probes = [1_000, 1_200, 1_400, 1_600, 1_800, 2_000, 2_200, 2_400].map((t) => `${t}:probe`);
+  assert.deepEqual(events, ['1000:suspect', ...probes, `${config.deadAfterAnsweringMs}:dead`]);
+});
+
+test('a suspect that answered and then speaks recovers; a frozen process is never dead while it answers within deadAfterAnsweringMs', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  run(m, 100, 2_200, () => 'answered');
+  assert.equal(stateOf(m, 'a'), 'suspect');
+  assert.deepEqual(m.receiveBeacon(beacon('a'), 2_250).map((e) => e.type), ['recovered']);
+  // The old answers do not carry over into the next suspicion.
+  assert.deepEqual(run(m, 2_300, 4_000, () => undefined), ['3300:suspect', '3300:probe', '3500:probe', '3700:probe', '3900:dead']);
+});
+
+test('a refusal (nothing listens: kill -9) cancels earlier answers: dead at deadAfterMs', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  // Answered at 1 s and 1.2 s, killed just after: the 1.4 s probe is refused.
+  assert.deepEqual(run(m, 100, 1_600, (t) => (t < 1_400 ? 'answered' : 'refused')), ['1000:suspect', '1000:probe', '1200:probe', '1400:probe', '1600:dead']);
+});
+
+test('an answer goes stale: with no answer since, the suspect is dead 5 heartbeats after the last one', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  // Answered at 1,205 ms, then the host stops answering (it went down): stale from 2,205 ms, the tick at 2.3 s.
+  const events = run(m, 100, 2_400, (t) => (t <= 1_200 ? 'answered' : undefined));
+  assert.deepEqual(events, ['1000:suspect', ...[1_000, 1_200, 1_400, 1_600, 1_800, 2_000, 2_200].map((t) => `${t}:probe`), '2300:dead']);
+});
+
+test('probe answers about another incarnation, or about a member that is not suspect, are ignored', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  m.probeResult('a', 1, 'answered', 50);
+  m.probeResult('nobody', 1, 'answered', 50);
+  const events: string[] = [];
+  for (let t = 100; t <= 1_600; t += 100) {
+    for (const e of m.tick(t)) {
+      events.push(`${t}:${e.type}`);
+      if (e.type === 'probe') m.probeResult('a', 2, 'answered', t);
+    }
+  }
+  assert.deepEqual(events, ['1000:suspect', '1000:probe', '1200:probe', '1400:probe', '1600:dead']);
+});
+
+test('no probes when deadAfterAnsweringMs is not above deadAfterMs', () => {
+  const m = new Membership(self, { ...config, deadAfterAnsweringMs: config.deadAfterMs }, () => 0.5, 0);
+  m.receiveBeacon(beacon('a'), 0);
+  const events: string[] = [];
+  for (let t = 100; t <= 1_600; t += 100) events.push(...m.tick(t).map((e) => `${t}:${e.type}`));
+  assert.deepEqual(events, ['1000:suspect', '1600:dead']);
+});
+
+test('nextWakeMs wakes a suspect for its probes and for its answer going stale', () => {
+  const m = make();
+  m.receiveBeacon(beacon('a'), 0);
+  for (let t = 100; t <= 1_000; t += 100) m.tick(t);
+  m.pollBeacon(1_000);
+  assert.ok(m.nextWakeMs() <= 1_200, `next wake ${m.nextWakeMs()}`);
+  m.probeResult('a', 1, 'answered', 1_010);
+  for (let t = 1_100; t <= 1_600; t += 100) m.tick(t);
+  assert.equal(stateOf(m, 'a'), 'suspect');
 });
 
 test('beacons keep a member alive; a suspect that speaks recovers', () => {
