@@ -238,3 +238,76 @@ test('a store written with the old layout (a UNIQUE index on messages.id) opens 
   assert.equal(s.insertMany([{ message: msg('c', 1, 1), receivedMs: 9 }]), 1);
   assert.equal(s.list(0, 100).at(-1)!.rowid, 13);
 });
+
+test('stream coordinates merged into message_seqs and still in memory: bySeqs across both, dedupe, purge and a reopen', (t) => {
+  const d = dir(t);
+  // Two streams interleaved, a1 b1 a2 b2 ... a6 b6, in commits of 5, 5 and 2: the first two reach 4 pending rows and are merged, a6 b6 stay in memory.
+  const ms = Array.from({ length: 6 }, (_, i) => [msg('a', 1, i + 1), msg('b', 2, i + 1)]).flat();
+  const first = GossipStore.open(d, { idMergeRows: 4 });
+  for (let i = 0; i < ms.length; i += 5) first.insertMany(ms.slice(i, i + 5).map((message) => ({ message, receivedMs: 1_000 + i })));
+  const raw = new Database(join(d, 'gossip.db'), { readonly: true });
+  const merged = (raw.prepare('SELECT count(*) AS n FROM message_seqs').get() as { n: number }).n;
+  raw.close();
+  assert.ok(merged > 0 && merged < ms.length, `some rows merged, some in memory (merged ${merged} of ${ms.length})`);
+  // A run that spans merged and unmerged rows, out-of-order asks, and seqs not held.
+  assert.deepEqual(keys(first.bySeqs('a', 1, [1, 2, 3, 4, 5, 6, 7])), ['a/1/1', 'a/1/2', 'a/1/3', 'a/1/4', 'a/1/5', 'a/1/6']);
+  assert.deepEqual(keys(first.bySeqs('b', 2, [6, 1, 9, 4])), ['b/2/6', 'b/2/1', 'b/2/4']);
+  assert.equal(first.bySeqs('a', 1, [6])[0]!.text, ms[10]!.text);
+  // The stream slot is taken whether merged (a1) or in memory (a6): another text under the same coordinates is not stored.
+  assert.equal(first.insertMany([{ message: msg('a', 1, 1, 'forged'), receivedMs: 9 }, { message: msg('a', 1, 6, 'forged'), receivedMs: 9 }]), 0);
+  first.close();
+
+  const s = open(t, d);
+  assert.equal(s.insertMany([{ message: msg('b', 2, 6, 'forged'), receivedMs: 9 }, { message: msg('b', 2, 1, 'forged'), receivedMs: 9 }]), 0, 'after a reopen');
+  assert.deepEqual(keys(s.bySeqs('b', 2, [1, 2, 3, 4, 5, 6])), ['b/2/1', 'b/2/2', 'b/2/3', 'b/2/4', 'b/2/5', 'b/2/6']);
+  // Keep 2: the merged rows go (a and b up to 5).
+  const raised = s.purge({ retainCount: 2, retainMs: RETENTION_DEFAULTS.retainMs }, 2_000);
+  assert.deepEqual(raised.map((f) => [f.origin, f.floor]).sort(), [['a', 5], ['b', 5]]);
+  assert.deepEqual(keys(s.list(0, 100)), ['a/1/6', 'b/2/6']);
+  assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3, 4, 5, 6])), ['a/1/6']);
+  for (const m of ms.filter((m) => m.seq <= 5)) assert.equal(s.get(m.id), undefined);
+  const left = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal((left.prepare('SELECT count(*) AS n FROM message_seqs WHERE seq <= 5').get() as { n: number }).n, 0, 'purged coordinates are gone');
+  left.close();
+  // Unmerged rows in a purged prefix: c2 then c1 (stored out of order); keep 1: c2 falls out and takes the younger c1 along.
+  const c = [msg('c', 1, 2), msg('c', 1, 1)];
+  s.insertMany(c.map((message) => ({ message, receivedMs: 2_000 })));
+  assert.deepEqual(s.purge({ retainCount: 1, retainMs: RETENTION_DEFAULTS.retainMs }, 3_000).map((f) => [f.origin, f.floor]).sort(), [['a', 6], ['b', 6], ['c', 2]]);
+  assert.equal(s.count(), 0);
+  for (const m of c) assert.equal(s.get(m.id), undefined);
+  assert.deepEqual(s.bySeqs('c', 1, [1, 2]), []);
+});
+
+test('a store written with an index on messages (origin, incarnation, seq) opens with every message findable by seq', (t) => {
+  const d = dir(t);
+  const old = new Database(join(d, 'gossip.db'));
+  old.exec(`
+    CREATE TABLE messages (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, origin TEXT NOT NULL, incarnation INTEGER NOT NULL,
+      seq INTEGER NOT NULL, text TEXT NOT NULL, created_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, path TEXT NOT NULL);
+    CREATE TABLE message_ids (id TEXT PRIMARY KEY, msg INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE floors (origin TEXT NOT NULL, incarnation INTEGER NOT NULL, floor INTEGER NOT NULL, PRIMARY KEY (origin, incarnation));
+    CREATE UNIQUE INDEX messages_stream ON messages (origin, incarnation, seq);
+    CREATE INDEX messages_received ON messages (received_ms);
+  `);
+  const ms = [msg('a', 1, 1), msg('b', 4, 1), msg('a', 1, 2), msg('a', 1, 3)];
+  const ins = old.prepare('INSERT INTO messages (rowid, id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
+  ms.forEach((m, i) => ins.run(1 + i, m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, 500 + i, JSON.stringify(m.path)));
+  // The first two were merged into message_ids by the old code, the others were still in its memory.
+  old.prepare('INSERT INTO message_ids VALUES (?, ?), (?, ?)').run(ms[0]!.id, 1, ms[1]!.id, 2);
+  old.prepare("INSERT INTO meta VALUES ('ids_indexed_through', 2)").run();
+  old.close();
+  const s = open(t, d);
+  const raw = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal(raw.prepare("SELECT 1 FROM sqlite_master WHERE name = 'messages_stream'").get(), undefined, 'the per-insert index is dropped');
+  raw.close();
+  assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3])), ['a/1/1', 'a/1/2', 'a/1/3']);
+  assert.deepEqual(keys(s.bySeqs('b', 4, [1])), ['b/4/1']);
+  for (const m of ms) assert.equal(s.get(m.id)?.text, m.text);
+  assert.equal(s.insertMany([{ message: msg('a', 1, 3, 'other'), receivedMs: 9 }, { message: msg('b', 4, 1, 'other'), receivedMs: 9 }]), 0, 'deduped by stream');
+  // Keep 1: a1 b1 a2 fall out.
+  assert.equal(s.purge({ retainCount: 1, retainMs: RETENTION_DEFAULTS.retainMs }, 2_000).length, 2);
+  assert.deepEqual(keys(s.list(0, 100)), ['a/1/3']);
+  assert.deepEqual(s.floors().map((f) => [f.origin, f.floor]).sort(), [['a', 2], ['b', 1]]);
+  assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3])), ['a/1/3']);
+});
