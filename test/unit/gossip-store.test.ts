@@ -14,7 +14,7 @@ import type { GossipMessage } from '../../src/core/gossip/message.js';
 import Database from 'better-sqlite3';
 import { GossipStore, RETENTION_DEFAULTS } from '../../src/store/gossip-store.js';
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
 function msg(origin: string, incarnation: number, seq: number, text = `${origin}/${incarnation}#${seq}`, path: string[] = [origin]): GossipMessage {
   return { id: messageId(sha256, origin, incarnation, seq, text), origin, incarnation, seq, text, createdMs: 1_700_000_000_000 + seq, path };
