@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { IdFilter } from './id-filter.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import type { GossipMessage } from '../core/gossip/message.js';
 
@@ -96,6 +97,10 @@ export class GossipStore {
   private readonly pendingIds = new Map<string, number>();
   /** The same rows by stream (seqKey) and seq (not in message_seqs yet), with their rowids. */
   private readonly pendingSeqs = new Map<string, Map<number, number>>();
+  /** Every id stored or merged since open (may say "maybe" for one that is gone): most inserts skip the message_ids lookup. */
+  private readonly idFilter = new IdFilter();
+  /** Per stream (seqKey), at least the highest seq in message_seqs (read at the stream's first insert): a seq above it skips the lookup. */
+  private readonly mergedTop = new Map<string, number>();
   private idsIndexedThrough = 0;
 
   private constructor(
@@ -144,6 +149,8 @@ export class GossipStore {
       byRowid: this.db.prepare<[number], Row>('SELECT rowid, * FROM messages WHERE rowid = ?'),
       idIndexed: this.db.prepare<[string], { msg: number }>('SELECT msg FROM message_ids WHERE id = ?'),
       seqIndexed: this.db.prepare<[string, number, number], { msg: number }>('SELECT msg FROM message_seqs WHERE origin = ? AND incarnation = ? AND seq = ?'),
+      seqTop: this.db.prepare<[string, number], { s: number | null }>('SELECT max(seq) AS s FROM message_seqs WHERE origin = ? AND incarnation = ?'),
+      allIds: this.db.prepare<[], string>('SELECT id FROM message_ids').pluck(),
       idsAbove: this.db.prepare<[number], { rowid: number; id: string; origin: string; incarnation: number; seq: number }>(
         'SELECT rowid, id, origin, incarnation, seq FROM messages WHERE rowid > ?',
       ),
@@ -184,12 +191,13 @@ export class GossipStore {
         'INSERT INTO floors (origin, incarnation, floor) VALUES (?, ?, ?) ON CONFLICT (origin, incarnation) DO UPDATE SET floor = max(floor, excluded.floor)',
       ),
     };
-    const { insert, idIndexed, seqIndexed } = this.stmts;
+    const { insert, idIndexed, seqIndexed, seqTop } = this.stmts;
     this.insertTx = this.db.transaction((items: readonly { message: GossipMessage; receivedMs: number }[], added: Added[]) => {
-      // A commit holds runs of the same stream: its map is looked up once per run.
+      // A commit holds runs of the same stream: its map and merged top are looked up once per run.
       let lastOrigin = '';
       let lastIncarnation = -1;
       let seqs: Map<number, number> | undefined;
+      let top = 0;
       for (const { message: m, receivedMs } of items) {
         if (seqs === undefined || m.origin !== lastOrigin || m.incarnation !== lastIncarnation) {
           lastOrigin = m.origin;
@@ -197,19 +205,27 @@ export class GossipStore {
           const key = seqKey(m.origin, m.incarnation);
           seqs = this.pendingSeqs.get(key);
           if (!seqs) this.pendingSeqs.set(key, (seqs = new Map()));
+          let known = this.mergedTop.get(key);
+          if (known === undefined) this.mergedTop.set(key, (known = seqTop.get(m.origin, m.incarnation)!.s ?? 0));
+          top = known;
         }
-        // The same id, and the same stream coordinates, are stored once.
-        if (this.pendingIds.has(m.id) || seqs.has(m.seq)) continue;
-        if (idIndexed.get(m.id) !== undefined || seqIndexed.get(m.origin, m.incarnation, m.seq) !== undefined) continue;
+        // The same id, and the same stream coordinates, are stored once. SQLite
+        // is asked only when memory cannot rule it out (a new message's seq is
+        // above what was merged, and its id is not in the filter).
+        if (seqs.has(m.seq) || (m.seq <= top && seqIndexed.get(m.origin, m.incarnation, m.seq) !== undefined)) continue;
+        if (this.idFilter.mightHave(m.id) && (this.pendingIds.has(m.id) || idIndexed.get(m.id) !== undefined)) continue;
         const r = insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path));
         const rowid = Number(r.lastInsertRowid);
         this.pendingIds.set(m.id, rowid);
+        this.idFilter.add(m.id);
         seqs.set(m.seq, rowid);
         added.push({ message: m, rowid });
       }
     });
     this.idsIndexedThrough = this.stmts.idsThrough.get()?.value ?? 0;
     this.loadPendingIds();
+    // After loadPendingIds: a merge at open moves ids into message_ids.
+    for (const id of this.stmts.allIds.iterate()) this.idFilter.add(id);
   }
 
   /** The ids and coordinates not merged yet: read back into memory, or merged now when a store from before message_ids has many. */
@@ -224,6 +240,7 @@ export class GossipStore {
 
   private notePending(id: string, origin: string, incarnation: number, seq: number, rowid: number): void {
     this.pendingIds.set(id, rowid);
+    this.idFilter.add(id);
     const key = seqKey(origin, incarnation);
     let seqs = this.pendingSeqs.get(key);
     if (!seqs) this.pendingSeqs.set(key, (seqs = new Map()));
@@ -240,7 +257,14 @@ export class GossipStore {
     this.idsIndexedThrough = through;
     for (const [id, rowid] of this.pendingIds) if (rowid <= through) this.pendingIds.delete(id);
     for (const [key, seqs] of this.pendingSeqs) {
-      for (const [seq, rowid] of seqs) if (rowid <= through) seqs.delete(seq);
+      // A stream whose top was not read yet reads it at its next insert.
+      let top = this.mergedTop.get(key);
+      for (const [seq, rowid] of seqs) {
+        if (rowid > through) continue;
+        seqs.delete(seq);
+        if (top !== undefined && seq > top) top = seq;
+      }
+      if (top !== undefined) this.mergedTop.set(key, top);
       if (seqs.size === 0) this.pendingSeqs.delete(key);
     }
   }

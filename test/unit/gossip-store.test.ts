@@ -229,6 +229,7 @@ test('a store written with the old layout (a UNIQUE index on messages.id) opens 
   // A merge at open too (more than 2 x idMergeRows unmerged rows).
   const s = open(t, d);
   const reopened = GossipStore.open(d, { idMergeRows: 1 });
+  assert.equal(reopened.insertMany([{ message: { ...ms[0]!, seq: 8 }, receivedMs: 9 }]), 0, 'ids merged at open: deduped by id');
   reopened.close();
   assert.deepEqual(keys(s.list(0, 100)), keys(ms));
   assert.deepEqual(s.list(0, 100).map((m) => m.rowid), [10, 11, 12], 'rowids (storing order) kept');
