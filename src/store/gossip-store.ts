@@ -140,7 +140,9 @@ export class GossipStore {
     `);
     this.migrateUniqueId();
     this.migrateStreamIndex();
-    this.db.exec('CREATE INDEX IF NOT EXISTS messages_received ON messages (received_ms)');
+    // Age retention finds its cut by a binary search on storing order (lastReceivedBefore): an index on
+    // received_ms wrote one more page per commit (at commits of 4 messages, 3.0 -> 1.7 KB of WAL per message).
+    this.db.exec('DROP INDEX IF EXISTS messages_received');
     this.stmts = {
       insert: this.db.prepare(
         'INSERT INTO messages (id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -183,7 +185,9 @@ export class GossipStore {
       held: this.db.prepare<[], { origin: string; incarnation: number; seq: number }>('SELECT origin, incarnation, seq FROM messages'),
       floors: this.db.prepare<[], StreamFloor>('SELECT origin, incarnation, floor FROM floors'),
       maxRowid: this.db.prepare<[], { r: number | null }>('SELECT max(rowid) AS r FROM messages'),
-      lastBefore: this.db.prepare<[number], { r: number | null }>('SELECT max(rowid) AS r FROM messages WHERE received_ms < ?'),
+      rowAtOrAfter: this.db.prepare<[number], { rowid: number; received_ms: number }>(
+        'SELECT rowid, received_ms FROM messages WHERE rowid >= ? ORDER BY rowid LIMIT 1',
+      ),
       purgeTops: this.db.prepare<[number], StreamFloor>(
         'SELECT origin, incarnation, max(seq) AS floor FROM messages WHERE rowid <= ? GROUP BY origin, incarnation',
       ),
@@ -400,7 +404,7 @@ export class GossipStore {
   purge(policy: RetentionPolicy, nowMs: number): StreamFloor[] {
     const maxRowid = this.stmts.maxRowid.get()!.r ?? 0;
     const byCount = maxRowid - policy.retainCount;
-    const byAge = this.stmts.lastBefore.get(nowMs - policy.retainMs)!.r ?? 0;
+    const byAge = this.lastReceivedBefore(nowMs - policy.retainMs, maxRowid);
     const cut = Math.max(byCount, byAge);
     if (cut <= 0) return [];
     const raised = this.stmts.purgeTops.all(cut);
@@ -424,6 +428,26 @@ export class GossipStore {
       this.pendingSeqs.get(seqKey(r.origin, r.incarnation))?.delete(r.seq);
     }
     return raised;
+  }
+
+  /**
+   * The last row, in storing order, received before `cutMs` (0 if none): a
+   * binary search over rowids, as times received rise with storing order
+   * (each is the wall clock when its commit was queued). Should the clock
+   * step back, the age cut is off by at most that step.
+   */
+  private lastReceivedBefore(cutMs: number, maxRowid: number): number {
+    const first = this.stmts.rowAtOrAfter.get(0);
+    if (!first || first.received_ms >= cutMs) return 0;
+    let good = first.rowid;
+    let hi = maxRowid;
+    while (good < hi) {
+      const mid = good + Math.ceil((hi - good) / 2);
+      const row = this.stmts.rowAtOrAfter.get(mid);
+      if (row && row.rowid <= hi && row.received_ms < cutMs) good = row.rowid;
+      else hi = mid - 1;
+    }
+    return good;
   }
 
   close(): void {

@@ -312,3 +312,32 @@ test('a store written with an index on messages (origin, incarnation, seq) opens
   assert.deepEqual(s.floors().map((f) => [f.origin, f.floor]).sort(), [['a', 2], ['b', 1]]);
   assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3])), ['a/1/3']);
 });
+
+test('retention by age finds its cut in storing order over many rows, gaps included, and the old received_ms index is dropped', (t) => {
+  const d = dir(t);
+  const raw0 = new Database(join(d, 'gossip.db'));
+  raw0.exec('CREATE TABLE messages (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, origin TEXT NOT NULL, incarnation INTEGER NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL, created_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, path TEXT NOT NULL); CREATE INDEX messages_received ON messages (received_ms);');
+  raw0.close();
+  const s = open(t, d);
+  // One stream per message (a purge then takes exactly the rows it cuts), received at 1,000 + 10 * i; rowids 1..300.
+  const ms = Array.from({ length: 300 }, (_, i) => msg(`s${i}`, 1, 1));
+  for (let i = 0; i < ms.length; i += 7) s.insertMany(ms.slice(i, i + 7).map((message, j) => ({ message, receivedMs: 1_000 + 10 * (i + j) })));
+  const probe = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal(probe.prepare("SELECT 1 FROM sqlite_master WHERE name = 'messages_received'").get(), undefined);
+  probe.close();
+  const keepAll = { retainCount: 1_000, retainMs: 100 };
+  assert.deepEqual(s.purge(keepAll, 1_000 + 100), [], 'received at 1,000 is not before 1,000');
+  assert.equal(s.purge(keepAll, 1_000 + 101).length, 1, 'the first row only');
+  assert.equal(s.count(), 299);
+  // A gap in the rowids (rows 101..150 gone by another route) does not mislead the search.
+  const raw = new Database(join(d, 'gossip.db'));
+  raw.prepare('DELETE FROM messages WHERE rowid BETWEEN 101 AND 150').run();
+  raw.close();
+  // now 2,351, retainMs 100: rows received before 2,251 (rowids up to 126) go; 101..126 are gone already.
+  assert.equal(s.purge(keepAll, 2_351).length, 99, 'rowids 2..100');
+  assert.equal(s.list(0, 1)[0]!.rowid, 151);
+  assert.equal(s.purge(keepAll, 1_000 + 10 * 160 + 101).length, 11, 'rowids 151..161');
+  assert.equal(s.purge(keepAll, 1_000_000).length, 300 - 161);
+  assert.equal(s.count(), 0);
+  assert.deepEqual(s.purge(keepAll, 2_000_000), [], 'empty store');
+});
