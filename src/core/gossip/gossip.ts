@@ -48,6 +48,12 @@ export interface SendPlan {
   readonly seqs: readonly number[];
 }
 
+/** Whether a node on `path` (other than us) has `n` as an overlay neighbour: it flooded to `n` already. */
+function coveredByPath(path: readonly string[], self: string, n: string, neighboursOf: (nodeId: string) => ReadonlySet<string> | undefined): boolean {
+  for (const p of path) if (p !== self && neighboursOf(p)?.has(n) === true) return true;
+  return false;
+}
+
 export class GossipCore {
   private readonly streams = new Map<string, StreamState>();
   private nextSeq = 1;
@@ -123,15 +129,16 @@ export class GossipCore {
     neighbours: readonly string[],
     neighboursOf?: (nodeId: string) => ReadonlySet<string> | undefined,
   ): { to: string[]; message: GossipMessage } {
+    // Called for every message a node forwards: plain loops over the short path, no Set or closure per call.
     const self = this.config.selfId;
-    const onPath = new Set(message.path);
-    const covered = (n: string): boolean => {
-      if (!neighboursOf) return false;
-      for (const p of message.path) if (p !== self && neighboursOf(p)?.has(n) === true) return true;
-      return false;
-    };
-    const to = neighbours.filter((n) => !onPath.has(n) && n !== self && !covered(n));
-    const path = message.path[message.path.length - 1] === this.config.selfId ? message.path : [...message.path, this.config.selfId].slice(-PATH_LENGTH_MAX);
+    const old = message.path;
+    const to: string[] = [];
+    for (const n of neighbours) {
+      if (n === self || old.includes(n)) continue;
+      if (neighboursOf !== undefined && coveredByPath(old, self, n, neighboursOf)) continue;
+      to.push(n);
+    }
+    const path = old[old.length - 1] === self ? old : old.length < PATH_LENGTH_MAX ? [...old, self] : [...old.slice(old.length - PATH_LENGTH_MAX + 1), self];
     return { to, message: { ...message, path } };
   }
 
