@@ -173,9 +173,7 @@ export class GossipStore {
         'DELETE FROM messages WHERE rowid IN (SELECT msg FROM message_seqs WHERE origin = ? AND incarnation = ? AND seq <= ?)',
       ),
       purgeSeqs: this.db.prepare('DELETE FROM message_seqs WHERE origin = ? AND incarnation = ? AND seq <= ?'),
-      purgedPending: this.db.prepare<[string, number, number, number], { rowid: number; id: string; seq: number }>(
-        'SELECT rowid, id, seq FROM messages WHERE origin = ? AND incarnation = ? AND seq <= ? AND rowid > ?',
-      ),
+      idAt: this.db.prepare<[number], string>('SELECT id FROM messages WHERE rowid = ?').pluck(),
       deleteRow: this.db.prepare('DELETE FROM messages WHERE rowid = ?'),
       bySeqRange: this.db.prepare<[string, number, number, number], Row>(
         'SELECT m.rowid, m.* FROM message_seqs s JOIN messages m ON m.rowid = s.msg WHERE s.origin = ? AND s.incarnation = ? AND s.seq BETWEEN ? AND ? ORDER BY s.seq',
@@ -411,10 +409,15 @@ export class GossipStore {
     const forgotten: { id: string; origin: string; incarnation: number; seq: number }[] = [];
     this.db.transaction(() => {
       for (const f of raised) {
-        // Rows not merged yet (the newest few): found by a scan above the merge mark, deleted one by one.
-        for (const r of this.stmts.purgedPending.all(f.origin, f.incarnation, f.floor, this.idsIndexedThrough)) {
-          this.stmts.deleteRow.run(r.rowid);
-          forgotten.push({ id: r.id, origin: f.origin, incarnation: f.incarnation, seq: r.seq });
+        // Rows not merged yet (the newest): found in memory, deleted one by one (no index on messages to scan by).
+        const pending = this.pendingSeqs.get(seqKey(f.origin, f.incarnation));
+        if (pending) {
+          for (const [seq, rowid] of pending) {
+            if (seq > f.floor) continue;
+            const id = this.stmts.idAt.get(rowid);
+            this.stmts.deleteRow.run(rowid);
+            if (id !== undefined) forgotten.push({ id, origin: f.origin, incarnation: f.incarnation, seq });
+          }
         }
         this.stmts.purgeIds.run(f.origin, f.incarnation, f.floor);
         this.stmts.purgeMerged.run(f.origin, f.incarnation, f.floor);
