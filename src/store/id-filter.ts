@@ -21,6 +21,20 @@ export class IdFilter {
     words[b >>> 5]! |= 1 << (b & 31);
   }
 
+  /** The bits, to be stored (undefined while empty). */
+  bytes(): Uint8Array | undefined {
+    return this.words && new Uint8Array(this.words.buffer, this.words.byteOffset, this.words.byteLength);
+  }
+
+  /** Adds the ids of a filter saved with bytes(); false (nothing added) if the bytes are not one. */
+  load(bytes: Uint8Array): boolean {
+    if (bytes.byteLength !== FILTER_BITS / 8) return false;
+    const words = (this.words ??= new Uint32Array(FILTER_BITS / 32));
+    const saved = new Uint32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    for (let i = 0; i < words.length; i++) words[i]! |= saved[i]!;
+    return true;
+  }
+
   /** False: the id was never added. True: it may have been. */
   mightHave(id: string): boolean {
     const words = this.words;
