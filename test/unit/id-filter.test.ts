@@ -23,3 +23,18 @@ test('an added id is always "maybe"; of 30,000 ids never added, under 0.1 % are'
   f.add('grüße ✓');
   assert.equal(f.mightHave('grüße ✓'), true);
 });
+
+test('bytes() and load() carry a filter across a reopen; bytes of another size are refused', () => {
+  const f = new IdFilter();
+  assert.equal(f.bytes(), undefined, 'nothing to save while empty');
+  f.add('4OPItic229M');
+  const saved = Buffer.from(f.bytes()!); // as SQLite hands a blob back
+  const g = new IdFilter();
+  g.add('zzzzzzzzzzz');
+  assert.equal(g.load(saved), true);
+  assert.equal(g.mightHave('4OPItic229M'), true, 'loaded');
+  assert.equal(g.mightHave('zzzzzzzzzzz'), true, 'kept what it held');
+  const h = new IdFilter();
+  assert.equal(h.load(saved.subarray(1)), false);
+  assert.equal(h.mightHave('4OPItic229M'), false);
+});
