@@ -46,9 +46,16 @@ function handleRequest(node: GrapevineNode, env: Envelope, conn: FramedConnectio
       return;
     }
     case 'submitRequest':
+      // A client with many submits in flight gets the acknowledgements of one commit in one write.
       node.gossip.submit(env.body.value.text).then(
-        (m) => conn.reply(env, { body: { case: 'submitResponse', value: { id: m.id } } }),
-        (err: Error & { code?: string }) => conn.reply(env, { body: { case: 'error', value: { code: err instanceof GossipError ? err.code : 'internal', message: err.message } } }),
+        (m) => {
+          conn.corkForTick();
+          conn.reply(env, { body: { case: 'submitResponse', value: { id: m.id } } });
+        },
+        (err: Error & { code?: string }) => {
+          conn.corkForTick();
+          conn.reply(env, { body: { case: 'error', value: { code: err instanceof GossipError ? err.code : 'internal', message: err.message } } });
+        },
       );
       return;
     case 'getRequest': {

@@ -190,8 +190,20 @@ function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
+/**
+ * Buffer's own latin1 reader, called on the frame's bytes as they are: a
+ * Buffer view per string (Buffer.from(...).toString) cost about 0.25 µs
+ * each, for 5 to 9 strings per message. Not in Node's documented API, so
+ * the view is the fallback should a Node lack it.
+ */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
+
+function asciiAt(bytes: Uint8Array, start: number, end: number): string {
+  return latin1Slice !== undefined ? latin1Slice.call(bytes, start, end) : Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+}
+
 function stringAt(bytes: Uint8Array, start: number, end: number): string {
-  if (isAscii(bytes, start, end)) return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+  if (isAscii(bytes, start, end)) return asciiAt(bytes, start, end);
   try {
     return utf8.decode(bytes.subarray(start, end));
   } catch {

@@ -132,8 +132,8 @@ export class GossipService implements Service {
     const core = new GossipCore({
       selfId: this.options.selfId,
       incarnation: this.options.incarnation,
-      // One-shot hash: no Hash object per message (the id is checked on every message received).
-      sha256: (bytes) => hash('sha256', bytes, 'buffer'),
+      // One-shot hash, digest as a 'binary' (latin1) string: no Hash object and no Buffer per message (the id is checked on every message received).
+      sha256: (text) => hash('sha256', text, 'binary'),
       messageBytesMax: this.options.messageBytesMax,
       digestAboveMax: GOSSIP_DEFAULTS.digestAboveMax,
       streamsMax: GOSSIP_DEFAULTS.streamsMax,

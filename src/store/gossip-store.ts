@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { IdFilter } from './id-filter.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import type { GossipMessage } from '../core/gossip/message.js';
 
@@ -16,8 +17,12 @@ import type { GossipMessage } from '../core/gossip/message.js';
  * index is therefore a table of its own (`message_ids`) filled in bulk: the
  * ids of the newest rows (above `ids_indexed_through` in `meta`) are held in
  * memory and merged in sorted order every ID_MERGE_ROWS messages, so a
- * merge writes each page of the index once for many ids. A restart reads
- * the unmerged ids back from `messages`. Retention keeps the newest
+ * merge writes each page of the index once for many ids. The lookup by
+ * stream coordinates (`message_seqs`, keyed (origin, incarnation, seq)) is
+ * filled by the same merge: as an index on `messages` it put every commit on
+ * one more page per origin (a commit of a few messages from 8 origins wrote
+ * ~9 index pages to the WAL, 5 KB per message). A restart reads the unmerged
+ * ids and coordinates back from `messages`. Retention keeps the newest
  * `retainCount` messages younger than `retainMs`, and records per stream
  * the highest seq it purged (the floor), so anti-entropy never fetches a
  * purged message back.
@@ -87,9 +92,15 @@ export class GossipStore {
   private checkpointer: WalCheckpointer | undefined;
   private checkpointerStarted = false;
   /** Built once: db.transaction() makes new wrapper functions on every call (a commit per turn under a trickle of messages). */
-  private readonly insertTx: (items: readonly { message: GossipMessage; receivedMs: number }[], added: [string, number][]) => void;
+  private readonly insertTx: (items: readonly { message: GossipMessage; receivedMs: number }[], added: Added[]) => void;
   /** Ids of the rows above idsIndexedThrough (not in message_ids yet), with their rowids. */
   private readonly pendingIds = new Map<string, number>();
+  /** The same rows by stream (seqKey) and seq (not in message_seqs yet), with their rowids. */
+  private readonly pendingSeqs = new Map<string, Map<number, number>>();
+  /** Every id stored or merged since open (may say "maybe" for one that is gone): most inserts skip the message_ids lookup. */
+  private readonly idFilter = new IdFilter();
+  /** Per stream (seqKey), at least the highest seq in message_seqs (read at the stream's first insert): a seq above it skips the lookup. */
+  private readonly mergedTop = new Map<string, number>();
   private idsIndexedThrough = 0;
 
   private constructor(
@@ -109,6 +120,17 @@ export class GossipStore {
         id TEXT PRIMARY KEY,
         msg INTEGER NOT NULL
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS message_seqs (
+        origin TEXT NOT NULL,
+        incarnation INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        msg INTEGER NOT NULL,
+        PRIMARY KEY (origin, incarnation, seq)
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS id_filter (
+        k INTEGER PRIMARY KEY,
+        bits BLOB NOT NULL
+      );
       CREATE TABLE IF NOT EXISTS meta (
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL
@@ -121,82 +143,176 @@ export class GossipStore {
       );
     `);
     this.migrateUniqueId();
-    this.db.exec(`
-      CREATE UNIQUE INDEX IF NOT EXISTS messages_stream ON messages (origin, incarnation, seq);
-      CREATE INDEX IF NOT EXISTS messages_received ON messages (received_ms);
-    `);
+    this.migrateStreamIndex();
+    // Age retention finds its cut by a binary search on storing order (lastReceivedBefore): an index on
+    // received_ms wrote one more page per commit (at commits of 4 messages, 3.0 -> 1.7 KB of WAL per message).
+    this.db.exec('DROP INDEX IF EXISTS messages_received');
     this.stmts = {
       insert: this.db.prepare(
-        'INSERT OR IGNORE INTO messages (id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO messages (id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       get: this.db.prepare<[string], Row>('SELECT m.rowid, m.* FROM message_ids i JOIN messages m ON m.rowid = i.msg WHERE i.id = ?'),
       byRowid: this.db.prepare<[number], Row>('SELECT rowid, * FROM messages WHERE rowid = ?'),
       idIndexed: this.db.prepare<[string], { msg: number }>('SELECT msg FROM message_ids WHERE id = ?'),
-      idsAbove: this.db.prepare<[number], { rowid: number; id: string }>('SELECT rowid, id FROM messages WHERE rowid > ?'),
+      seqIndexed: this.db.prepare<[string, number, number], { msg: number }>('SELECT msg FROM message_seqs WHERE origin = ? AND incarnation = ? AND seq = ?'),
+      seqTop: this.db.prepare<[string, number], { s: number | null }>('SELECT max(seq) AS s FROM message_seqs WHERE origin = ? AND incarnation = ?'),
+      idsAfter: this.db.prepare<[string], string>('SELECT id FROM message_ids WHERE id > ? ORDER BY id LIMIT 10000').pluck(),
+      filterBits: this.db.prepare<[], Buffer>('SELECT bits FROM id_filter WHERE k = 1').pluck(),
+      saveFilter: this.db.prepare('INSERT INTO id_filter (k, bits) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET bits = excluded.bits'),
+      idsAbove: this.db.prepare<[number], { rowid: number; id: string; origin: string; incarnation: number; seq: number }>(
+        'SELECT rowid, id, origin, incarnation, seq FROM messages WHERE rowid > ?',
+      ),
       mergeIds: this.db.prepare(
         'INSERT OR IGNORE INTO message_ids (id, msg) SELECT id, rowid FROM messages WHERE rowid > ? AND rowid <= ? ORDER BY id',
+      ),
+      mergeSeqs: this.db.prepare(
+        'INSERT OR IGNORE INTO message_seqs (origin, incarnation, seq, msg) SELECT origin, incarnation, seq, rowid FROM messages WHERE rowid > ? AND rowid <= ? ORDER BY origin, incarnation, seq',
       ),
       idsThrough: this.db.prepare<[], { value: number }>("SELECT value FROM meta WHERE name = 'ids_indexed_through'"),
       setIdsThrough: this.db.prepare(
         "INSERT INTO meta (name, value) VALUES ('ids_indexed_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
       ),
-      purgeIds: this.db.prepare('DELETE FROM message_ids WHERE id IN (SELECT id FROM messages WHERE origin = ? AND incarnation = ? AND seq <= ?)'),
-      purgedPending: this.db.prepare<[string, number, number, number], { id: string }>(
-        'SELECT id FROM messages WHERE origin = ? AND incarnation = ? AND seq <= ? AND rowid > ?',
+      purgeIds: this.db.prepare(
+        'DELETE FROM message_ids WHERE id IN (SELECT m.id FROM message_seqs s JOIN messages m ON m.rowid = s.msg WHERE s.origin = ? AND s.incarnation = ? AND s.seq <= ?)',
       ),
-      bySeq: this.db.prepare<[string, number, number], Row>('SELECT rowid, * FROM messages WHERE origin = ? AND incarnation = ? AND seq = ?'),
+      purgeMerged: this.db.prepare(
+        'DELETE FROM messages WHERE rowid IN (SELECT msg FROM message_seqs WHERE origin = ? AND incarnation = ? AND seq <= ?)',
+      ),
+      purgeSeqs: this.db.prepare('DELETE FROM message_seqs WHERE origin = ? AND incarnation = ? AND seq <= ?'),
+      idAt: this.db.prepare<[number], string>('SELECT id FROM messages WHERE rowid = ?').pluck(),
+      deleteRow: this.db.prepare('DELETE FROM messages WHERE rowid = ?'),
       bySeqRange: this.db.prepare<[string, number, number, number], Row>(
-        'SELECT rowid, * FROM messages WHERE origin = ? AND incarnation = ? AND seq BETWEEN ? AND ? ORDER BY seq',
+        'SELECT m.rowid, m.* FROM message_seqs s JOIN messages m ON m.rowid = s.msg WHERE s.origin = ? AND s.incarnation = ? AND s.seq BETWEEN ? AND ? ORDER BY s.seq',
       ),
       list: this.db.prepare<[number, number], Row>('SELECT rowid, * FROM messages WHERE rowid > ? ORDER BY rowid LIMIT ?'),
       count: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM messages'),
       held: this.db.prepare<[], { origin: string; incarnation: number; seq: number }>('SELECT origin, incarnation, seq FROM messages'),
       floors: this.db.prepare<[], StreamFloor>('SELECT origin, incarnation, floor FROM floors'),
       maxRowid: this.db.prepare<[], { r: number | null }>('SELECT max(rowid) AS r FROM messages'),
-      lastBefore: this.db.prepare<[number], { r: number | null }>('SELECT max(rowid) AS r FROM messages WHERE received_ms < ?'),
+      rowAtOrAfter: this.db.prepare<[number], { rowid: number; received_ms: number }>(
+        'SELECT rowid, received_ms FROM messages WHERE rowid >= ? ORDER BY rowid LIMIT 1',
+      ),
       purgeTops: this.db.prepare<[number], StreamFloor>(
         'SELECT origin, incarnation, max(seq) AS floor FROM messages WHERE rowid <= ? GROUP BY origin, incarnation',
       ),
-      deleteUpTo: this.db.prepare('DELETE FROM messages WHERE origin = ? AND incarnation = ? AND seq <= ?'),
       raiseFloor: this.db.prepare(
         'INSERT INTO floors (origin, incarnation, floor) VALUES (?, ?, ?) ON CONFLICT (origin, incarnation) DO UPDATE SET floor = max(floor, excluded.floor)',
       ),
     };
-    const insert = this.stmts.insert;
-    const idIndexed = this.stmts.idIndexed;
-    this.insertTx = this.db.transaction((items: readonly { message: GossipMessage; receivedMs: number }[], added: [string, number][]) => {
+    const { insert, idIndexed, seqIndexed, seqTop } = this.stmts;
+    this.insertTx = this.db.transaction((items: readonly { message: GossipMessage; receivedMs: number }[], added: Added[]) => {
+      // A commit holds runs of the same stream: its map and merged top are looked up once per run.
+      let lastOrigin = '';
+      let lastIncarnation = -1;
+      let seqs: Map<number, number> | undefined;
+      let top = 0;
       for (const { message: m, receivedMs } of items) {
-        // The same id is stored once (the stream coordinates are unique by index).
-        if (this.pendingIds.has(m.id) || idIndexed.get(m.id) !== undefined) continue;
+        if (seqs === undefined || m.origin !== lastOrigin || m.incarnation !== lastIncarnation) {
+          lastOrigin = m.origin;
+          lastIncarnation = m.incarnation;
+          const key = seqKey(m.origin, m.incarnation);
+          seqs = this.pendingSeqs.get(key);
+          if (!seqs) this.pendingSeqs.set(key, (seqs = new Map()));
+          let known = this.mergedTop.get(key);
+          if (known === undefined) this.mergedTop.set(key, (known = seqTop.get(m.origin, m.incarnation)!.s ?? 0));
+          top = known;
+        }
+        // The same id, and the same stream coordinates, are stored once. SQLite
+        // is asked only when memory cannot rule it out (a new message's seq is
+        // above what was merged, and its id is not in the filter).
+        if (seqs.has(m.seq) || (m.seq <= top && seqIndexed.get(m.origin, m.incarnation, m.seq) !== undefined)) continue;
+        if (this.idFilter.mightHave(m.id) && (this.pendingIds.has(m.id) || idIndexed.get(m.id) !== undefined)) continue;
         const r = insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path));
-        if (r.changes === 0) continue;
         const rowid = Number(r.lastInsertRowid);
         this.pendingIds.set(m.id, rowid);
-        added.push([m.id, rowid]);
+        this.idFilter.add(m.id);
+        seqs.set(m.seq, rowid);
+        added.push({ message: m, rowid });
       }
     });
     this.idsIndexedThrough = this.stmts.idsThrough.get()?.value ?? 0;
-    this.loadPendingIds();
+    this.loadIdFilter();
   }
 
-  /** The ids not merged yet: read back into memory, or merged now when a store from before message_ids has many. */
-  private loadPendingIds(): void {
+  /**
+   * The filter is saved with every merge (it then holds every merged id):
+   * read back at open instead of hashing every id again (100k ids: ~90 ms).
+   * A store without it, or one that merges at open, builds it from
+   * message_ids once.
+   */
+  private loadIdFilter(): void {
+    const saved = this.stmts.filterBits.get();
+    const mergedAtOpen = this.loadPendingIds();
+    if (saved !== undefined && !mergedAtOpen && this.idFilter.load(saved)) return;
+    for (let after = ''; ; ) {
+      const ids = this.stmts.idsAfter.all(after);
+      for (const id of ids) this.idFilter.add(id);
+      if (ids.length === 0) break;
+      after = ids[ids.length - 1]!;
+    }
+    const bits = this.idFilter.bytes();
+    if (bits) this.stmts.saveFilter.run(bits);
+  }
+
+  /** The ids and coordinates not merged yet: read back into memory, or merged now when a store from before message_ids has many. */
+  private loadPendingIds(): boolean {
     const above = this.stmts.maxRowid.get()!.r ?? 0;
     if (above - this.idsIndexedThrough > 2 * this.idMergeRows) {
       for (let from = this.idsIndexedThrough; from < above; from += ID_MERGE_STEP_ROWS) this.mergeIdsThrough(Math.min(above, from + ID_MERGE_STEP_ROWS));
-      return;
+      return true;
     }
-    for (const r of this.stmts.idsAbove.iterate(this.idsIndexedThrough)) this.pendingIds.set(r.id, r.rowid);
+    for (const r of this.stmts.idsAbove.iterate(this.idsIndexedThrough)) this.notePending(r.id, r.origin, r.incarnation, r.seq, r.rowid);
+    return false;
   }
 
-  /** Moves the ids of rows up to `through` into message_ids, in id order (each page of the index written once). */
+  private notePending(id: string, origin: string, incarnation: number, seq: number, rowid: number): void {
+    this.pendingIds.set(id, rowid);
+    this.idFilter.add(id);
+    const key = seqKey(origin, incarnation);
+    let seqs = this.pendingSeqs.get(key);
+    if (!seqs) this.pendingSeqs.set(key, (seqs = new Map()));
+    seqs.set(seq, rowid);
+  }
+
+  /** Moves the ids and coordinates of rows up to `through` into message_ids and message_seqs, each in key order (each page written once). */
   private mergeIdsThrough(through: number): void {
     this.db.transaction(() => {
       this.stmts.mergeIds.run(this.idsIndexedThrough, through);
+      this.stmts.mergeSeqs.run(this.idsIndexedThrough, through);
       this.stmts.setIdsThrough.run(through);
+      // Every id merged was pending, so in the filter (a merge at open rebuilds the filter after it).
+      const bits = this.idFilter.bytes();
+      if (bits) this.stmts.saveFilter.run(bits);
     })();
     this.idsIndexedThrough = through;
     for (const [id, rowid] of this.pendingIds) if (rowid <= through) this.pendingIds.delete(id);
+    for (const [key, seqs] of this.pendingSeqs) {
+      // A stream whose top was not read yet reads it at its next insert.
+      let top = this.mergedTop.get(key);
+      for (const [seq, rowid] of seqs) {
+        if (rowid > through) continue;
+        seqs.delete(seq);
+        if (top !== undefined && seq > top) top = seq;
+      }
+      if (top !== undefined) this.mergedTop.set(key, top);
+      if (seqs.size === 0) this.pendingSeqs.delete(key);
+    }
+  }
+
+  /** Fills message_seqs with every row (rows above the merge mark are then in both it and memory: lookups try memory first). */
+  private indexAllSeqs(): void {
+    this.db.exec(
+      'INSERT OR IGNORE INTO message_seqs (origin, incarnation, seq, msg) SELECT origin, incarnation, seq, rowid FROM messages ORDER BY origin, incarnation, seq',
+    );
+  }
+
+  /** A store from before message_seqs: an index messages_stream on messages (origin, incarnation, seq), updated on every insert. */
+  private migrateStreamIndex(): void {
+    if (!this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'messages_stream'").get()) return;
+    this.db.transaction(() => {
+      this.indexAllSeqs();
+      this.db.exec('DROP INDEX messages_stream');
+    })();
   }
 
   /** A store from before message_ids: `messages.id` was UNIQUE (an index updated on every insert). */
@@ -211,6 +327,7 @@ export class GossipStore {
         DROP TABLE messages;
         ALTER TABLE messages_v2 RENAME TO messages;
       `);
+      this.indexAllSeqs();
     })();
   }
 
@@ -222,16 +339,19 @@ export class GossipStore {
 
   /** Stores messages in one transaction; returns how many were new. */
   insertMany(items: readonly { message: GossipMessage; receivedMs: number }[]): number {
-    const added: [string, number][] = [];
+    const added: Added[] = [];
     try {
       this.insertTx(items, added);
     } catch (err) {
       // Rolled back: these rows do not exist.
-      for (const [id] of added) this.pendingIds.delete(id);
+      for (const { message: m } of added) {
+        this.pendingIds.delete(m.id);
+        this.pendingSeqs.get(seqKey(m.origin, m.incarnation))?.delete(m.seq);
+      }
       throw err;
     }
     if (added.length > 0 && !this.checkpointerStarted) this.startCheckpointer();
-    if (this.pendingIds.size >= this.idMergeRows) this.mergeIdsThrough(added.length > 0 ? added[added.length - 1]![1] : this.stmts.maxRowid.get()!.r ?? 0);
+    if (this.pendingIds.size >= this.idMergeRows) this.mergeIdsThrough(added.length > 0 ? added[added.length - 1]!.rowid : this.stmts.maxRowid.get()!.r ?? 0);
     return added.length;
   }
 
@@ -260,15 +380,24 @@ export class GossipStore {
   /** The messages of one stream with these seqs (those still held), in the order asked. */
   bySeqs(origin: string, incarnation: number, seqs: readonly number[]): StoredMessage[] {
     const out: StoredMessage[] = [];
+    const pending = this.pendingSeqs.get(seqKey(origin, incarnation));
     // Consecutive seqs (a re-sync asks for thousands) are read as one range, not one query each.
     for (let i = 0; i < seqs.length; ) {
       let j = i;
       while (j + 1 < seqs.length && seqs[j + 1] === seqs[j]! + 1) j += 1;
-      if (j === i) {
-        const row = this.stmts.bySeq.get(origin, incarnation, seqs[i]!);
+      const from = seqs[i]!;
+      const to = seqs[j]!;
+      // The merged rows of the run, in seq order; the gaps are looked up in memory (rows not merged yet).
+      const rows = this.stmts.bySeqRange.all(origin, incarnation, from, to);
+      let r = 0;
+      for (let seq = from; seq <= to; seq++) {
+        if (r < rows.length && rows[r]!.seq === seq) {
+          out.push(fromRow(rows[r++]!));
+          continue;
+        }
+        const rowid = pending?.get(seq);
+        const row = rowid === undefined ? undefined : this.stmts.byRowid.get(rowid);
         if (row) out.push(fromRow(row));
-      } else {
-        for (const row of this.stmts.bySeqRange.iterate(origin, incarnation, seqs[i]!, seqs[j]!)) out.push(fromRow(row));
       }
       i = j + 1;
     }
@@ -301,19 +430,55 @@ export class GossipStore {
   purge(policy: RetentionPolicy, nowMs: number): StreamFloor[] {
     const maxRowid = this.stmts.maxRowid.get()!.r ?? 0;
     const byCount = maxRowid - policy.retainCount;
-    const byAge = this.stmts.lastBefore.get(nowMs - policy.retainMs)!.r ?? 0;
+    const byAge = this.lastReceivedBefore(nowMs - policy.retainMs, maxRowid);
     const cut = Math.max(byCount, byAge);
     if (cut <= 0) return [];
     const raised = this.stmts.purgeTops.all(cut);
+    const forgotten: { id: string; origin: string; incarnation: number; seq: number }[] = [];
     this.db.transaction(() => {
       for (const f of raised) {
-        for (const r of this.stmts.purgedPending.iterate(f.origin, f.incarnation, f.floor, this.idsIndexedThrough)) this.pendingIds.delete(r.id);
+        // Rows not merged yet (the newest): found in memory, deleted one by one (no index on messages to scan by).
+        const pending = this.pendingSeqs.get(seqKey(f.origin, f.incarnation));
+        if (pending) {
+          for (const [seq, rowid] of pending) {
+            if (seq > f.floor) continue;
+            const id = this.stmts.idAt.get(rowid);
+            this.stmts.deleteRow.run(rowid);
+            if (id !== undefined) forgotten.push({ id, origin: f.origin, incarnation: f.incarnation, seq });
+          }
+        }
         this.stmts.purgeIds.run(f.origin, f.incarnation, f.floor);
-        this.stmts.deleteUpTo.run(f.origin, f.incarnation, f.floor);
+        this.stmts.purgeMerged.run(f.origin, f.incarnation, f.floor);
+        this.stmts.purgeSeqs.run(f.origin, f.incarnation, f.floor);
         this.stmts.raiseFloor.run(f.origin, f.incarnation, f.floor);
       }
     })();
+    // Only once committed: a failed purge leaves memory as the database is.
+    for (const r of forgotten) {
+      this.pendingIds.delete(r.id);
+      this.pendingSeqs.get(seqKey(r.origin, r.incarnation))?.delete(r.seq);
+    }
     return raised;
+  }
+
+  /**
+   * The last row, in storing order, received before `cutMs` (0 if none): a
+   * binary search over rowids, as times received rise with storing order
+   * (each is the wall clock when its commit was queued). Should the clock
+   * step back, the age cut is off by at most that step.
+   */
+  private lastReceivedBefore(cutMs: number, maxRowid: number): number {
+    const first = this.stmts.rowAtOrAfter.get(0);
+    if (!first || first.received_ms >= cutMs) return 0;
+    let good = first.rowid;
+    let hi = maxRowid;
+    while (good < hi) {
+      const mid = good + Math.ceil((hi - good) / 2);
+      const row = this.stmts.rowAtOrAfter.get(mid);
+      if (row && row.rowid <= hi && row.received_ms < cutMs) good = row.rowid;
+      else hi = mid - 1;
+    }
+    return good;
   }
 
   close(): void {
@@ -322,6 +487,16 @@ export class GossipStore {
     this.checkpointer = undefined;
     if (this.db.open) this.db.close();
   }
+}
+
+interface Added {
+  readonly message: GossipMessage;
+  readonly rowid: number;
+}
+
+/** The key of a stream in pendingSeqs (NUL: node ids never contain one). */
+function seqKey(origin: string, incarnation: number): string {
+  return `${origin}\u0000${incarnation}`;
 }
 
 function fromRow(r: Row): StoredMessage {

@@ -42,7 +42,7 @@ import type { BinResult } from '../helpers/gossip.js';
 
 const CLUSTER = 'gossip-bad';
 const LIMIT = 64 * 1024;
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
 /** Exactly one stderr line "<program>: ..." containing every needle; no stack trace; nothing on stdout. */
 function assertOneLine(r: BinResult, code: number, program: string, needles: readonly string[], what: string): void {

@@ -69,3 +69,37 @@ async function waitFor(cond: () => boolean, timeoutMs = 3_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+test('corkForTick: frames sent in the same run of callbacks and promise reactions leave in one write, after it', async (t) => {
+  const srv = await serve(CONNECTION_LIMITS_DEFAULT);
+  t.after(srv.close);
+  const client = net.connect(srv.port, '127.0.0.1');
+  await new Promise<void>((r) => client.once('connect', r));
+  await waitFor(() => srv.accepted.length === 1);
+  const conn = srv.accepted[0]!.conn;
+  const writes: number[] = [];
+  const socket = conn.socket as net.Socket & { _writev?: unknown; _write: (...a: unknown[]) => void };
+  const realWritev = socket._writev as ((chunks: { chunk: Uint8Array }[], cb: () => void) => void) | undefined;
+  assert.ok(realWritev, 'net sockets write corked chunks with _writev');
+  socket._writev = (chunks: { chunk: Uint8Array }[], cb: () => void) => {
+    writes.push(chunks.length);
+    realWritev.call(socket, chunks, cb);
+  };
+  const frame = halfFrame(0, 0);
+  await Promise.all(
+    [1, 2, 3].map((i) =>
+      Promise.resolve(i).then(() => {
+        conn.corkForTick();
+        conn.sendFrame(frame);
+        assert.equal(writes.length, 0, 'held while the reactions run');
+      }),
+    ),
+  );
+  await waitFor(() => writes.length > 0);
+  assert.deepEqual(writes, [3], 'three frames, one writev');
+  let got = 0;
+  client.on('data', (b) => (got += b.length));
+  await waitFor(() => got === 12);
+  client.destroy();
+  conn.close();
+});

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { GOSSIP_DEFAULTS, GossipCore } from '../../src/core/gossip/gossip.js';
 import type { GossipConfig, SendPlan } from '../../src/core/gossip/gossip.js';
 import { MESSAGE_ID_CHARS, PATH_LENGTH_MAX, isMessageId, messageId, streamKey } from '../../src/core/gossip/message.js';
@@ -55,6 +55,18 @@ describe('message ids', () => {
     const digits = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
     const decoded = [...id].reduce((n, ch) => n * 62n + BigInt(digits.indexOf(ch)), 0n);
     assert.equal(decoded, first64);
+  });
+
+  test('a digest given as a latin1 string (what the runtime passes) gives the id of the UTF-8 bytes, non-ASCII and lone surrogates included', () => {
+    const asLatin1 = (text: string): string => hash('sha256', text, 'binary');
+    const encoder = new TextEncoder();
+    for (const text of ['Apple', 'grüße ✓ 😀', 'lone \uD800 high', 'lone \uDC00 low', 'x'.repeat(5_000)]) {
+      // The reference: SHA-256 over TextEncoder's bytes (U+FFFD for a lone surrogate).
+      const reference = messageId(() => createHash('sha256').update(encoder.encode(`n1\u00003\u00009\u0000${text}`)).digest(), 'n1', 3, 9, text);
+      assert.equal(messageId(asLatin1, 'n1', 3, 9, text), reference, text.slice(0, 20));
+      assert.equal(messageId(sha256, 'n1', 3, 9, text), reference, text.slice(0, 20));
+    }
+    assert.equal(messageId(asLatin1, 'n1', 1, 1, 'Apple'), '4OPItic229M');
   });
 
   test('are deterministic, and change with every field; 62^11 > 2^64, so every 64-bit value fits in 11 characters', () => {

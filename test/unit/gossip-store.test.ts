@@ -14,7 +14,7 @@ import type { GossipMessage } from '../../src/core/gossip/message.js';
 import Database from 'better-sqlite3';
 import { GossipStore, RETENTION_DEFAULTS } from '../../src/store/gossip-store.js';
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
 function msg(origin: string, incarnation: number, seq: number, text = `${origin}/${incarnation}#${seq}`, path: string[] = [origin]): GossipMessage {
   return { id: messageId(sha256, origin, incarnation, seq, text), origin, incarnation, seq, text, createdMs: 1_700_000_000_000 + seq, path };
@@ -229,6 +229,7 @@ test('a store written with the old layout (a UNIQUE index on messages.id) opens 
   // A merge at open too (more than 2 x idMergeRows unmerged rows).
   const s = open(t, d);
   const reopened = GossipStore.open(d, { idMergeRows: 1 });
+  assert.equal(reopened.insertMany([{ message: { ...ms[0]!, seq: 8 }, receivedMs: 9 }]), 0, 'ids merged at open: deduped by id');
   reopened.close();
   assert.deepEqual(keys(s.list(0, 100)), keys(ms));
   assert.deepEqual(s.list(0, 100).map((m) => m.rowid), [10, 11, 12], 'rowids (storing order) kept');
@@ -237,4 +238,106 @@ test('a store written with the old layout (a UNIQUE index on messages.id) opens 
   assert.equal(s.insertMany([{ message: ms[1]!, receivedMs: 9 }, { message: { ...ms[2]!, seq: 7 }, receivedMs: 9 }]), 0, 'deduped by stream and by id');
   assert.equal(s.insertMany([{ message: msg('c', 1, 1), receivedMs: 9 }]), 1);
   assert.equal(s.list(0, 100).at(-1)!.rowid, 13);
+});
+
+test('stream coordinates merged into message_seqs and still in memory: bySeqs across both, dedupe, purge and a reopen', (t) => {
+  const d = dir(t);
+  // Two streams interleaved, a1 b1 a2 b2 ... a6 b6, in commits of 5, 5 and 2: the first two reach 4 pending rows and are merged, a6 b6 stay in memory.
+  const ms = Array.from({ length: 6 }, (_, i) => [msg('a', 1, i + 1), msg('b', 2, i + 1)]).flat();
+  const first = GossipStore.open(d, { idMergeRows: 4 });
+  for (let i = 0; i < ms.length; i += 5) first.insertMany(ms.slice(i, i + 5).map((message) => ({ message, receivedMs: 1_000 + i })));
+  const raw = new Database(join(d, 'gossip.db'), { readonly: true });
+  const merged = (raw.prepare('SELECT count(*) AS n FROM message_seqs').get() as { n: number }).n;
+  raw.close();
+  assert.ok(merged > 0 && merged < ms.length, `some rows merged, some in memory (merged ${merged} of ${ms.length})`);
+  // A run that spans merged and unmerged rows, out-of-order asks, and seqs not held.
+  assert.deepEqual(keys(first.bySeqs('a', 1, [1, 2, 3, 4, 5, 6, 7])), ['a/1/1', 'a/1/2', 'a/1/3', 'a/1/4', 'a/1/5', 'a/1/6']);
+  assert.deepEqual(keys(first.bySeqs('b', 2, [6, 1, 9, 4])), ['b/2/6', 'b/2/1', 'b/2/4']);
+  assert.equal(first.bySeqs('a', 1, [6])[0]!.text, ms[10]!.text);
+  // The stream slot is taken whether merged (a1) or in memory (a6): another text under the same coordinates is not stored.
+  assert.equal(first.insertMany([{ message: msg('a', 1, 1, 'forged'), receivedMs: 9 }, { message: msg('a', 1, 6, 'forged'), receivedMs: 9 }]), 0);
+  first.close();
+
+  const s = open(t, d);
+  assert.equal(s.insertMany([{ message: msg('b', 2, 6, 'forged'), receivedMs: 9 }, { message: msg('b', 2, 1, 'forged'), receivedMs: 9 }]), 0, 'after a reopen');
+  assert.deepEqual(keys(s.bySeqs('b', 2, [1, 2, 3, 4, 5, 6])), ['b/2/1', 'b/2/2', 'b/2/3', 'b/2/4', 'b/2/5', 'b/2/6']);
+  // Keep 2: the merged rows go (a and b up to 5).
+  const raised = s.purge({ retainCount: 2, retainMs: RETENTION_DEFAULTS.retainMs }, 2_000);
+  assert.deepEqual(raised.map((f) => [f.origin, f.floor]).sort(), [['a', 5], ['b', 5]]);
+  assert.deepEqual(keys(s.list(0, 100)), ['a/1/6', 'b/2/6']);
+  assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3, 4, 5, 6])), ['a/1/6']);
+  for (const m of ms.filter((m) => m.seq <= 5)) assert.equal(s.get(m.id), undefined);
+  const left = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal((left.prepare('SELECT count(*) AS n FROM message_seqs WHERE seq <= 5').get() as { n: number }).n, 0, 'purged coordinates are gone');
+  left.close();
+  // Unmerged rows in a purged prefix: c2 then c1 (stored out of order); keep 1: c2 falls out and takes the younger c1 along.
+  const c = [msg('c', 1, 2), msg('c', 1, 1)];
+  s.insertMany(c.map((message) => ({ message, receivedMs: 2_000 })));
+  assert.deepEqual(s.purge({ retainCount: 1, retainMs: RETENTION_DEFAULTS.retainMs }, 3_000).map((f) => [f.origin, f.floor]).sort(), [['a', 6], ['b', 6], ['c', 2]]);
+  assert.equal(s.count(), 0);
+  for (const m of c) assert.equal(s.get(m.id), undefined);
+  assert.deepEqual(s.bySeqs('c', 1, [1, 2]), []);
+});
+
+test('a store written with an index on messages (origin, incarnation, seq) opens with every message findable by seq', (t) => {
+  const d = dir(t);
+  const old = new Database(join(d, 'gossip.db'));
+  old.exec(`
+    CREATE TABLE messages (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, origin TEXT NOT NULL, incarnation INTEGER NOT NULL,
+      seq INTEGER NOT NULL, text TEXT NOT NULL, created_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, path TEXT NOT NULL);
+    CREATE TABLE message_ids (id TEXT PRIMARY KEY, msg INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE floors (origin TEXT NOT NULL, incarnation INTEGER NOT NULL, floor INTEGER NOT NULL, PRIMARY KEY (origin, incarnation));
+    CREATE UNIQUE INDEX messages_stream ON messages (origin, incarnation, seq);
+    CREATE INDEX messages_received ON messages (received_ms);
+  `);
+  const ms = [msg('a', 1, 1), msg('b', 4, 1), msg('a', 1, 2), msg('a', 1, 3)];
+  const ins = old.prepare('INSERT INTO messages (rowid, id, origin, incarnation, seq, text, created_ms, received_ms, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
+  ms.forEach((m, i) => ins.run(1 + i, m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, 500 + i, JSON.stringify(m.path)));
+  // The first two were merged into message_ids by the old code, the others were still in its memory.
+  old.prepare('INSERT INTO message_ids VALUES (?, ?), (?, ?)').run(ms[0]!.id, 1, ms[1]!.id, 2);
+  old.prepare("INSERT INTO meta VALUES ('ids_indexed_through', 2)").run();
+  old.close();
+  const s = open(t, d);
+  const raw = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal(raw.prepare("SELECT 1 FROM sqlite_master WHERE name = 'messages_stream'").get(), undefined, 'the per-insert index is dropped');
+  raw.close();
+  assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3])), ['a/1/1', 'a/1/2', 'a/1/3']);
+  assert.deepEqual(keys(s.bySeqs('b', 4, [1])), ['b/4/1']);
+  for (const m of ms) assert.equal(s.get(m.id)?.text, m.text);
+  assert.equal(s.insertMany([{ message: msg('a', 1, 3, 'other'), receivedMs: 9 }, { message: msg('b', 4, 1, 'other'), receivedMs: 9 }]), 0, 'deduped by stream');
+  // Keep 1: a1 b1 a2 fall out.
+  assert.equal(s.purge({ retainCount: 1, retainMs: RETENTION_DEFAULTS.retainMs }, 2_000).length, 2);
+  assert.deepEqual(keys(s.list(0, 100)), ['a/1/3']);
+  assert.deepEqual(s.floors().map((f) => [f.origin, f.floor]).sort(), [['a', 2], ['b', 1]]);
+  assert.deepEqual(keys(s.bySeqs('a', 1, [1, 2, 3])), ['a/1/3']);
+});
+
+test('retention by age finds its cut in storing order over many rows, gaps included, and the old received_ms index is dropped', (t) => {
+  const d = dir(t);
+  const raw0 = new Database(join(d, 'gossip.db'));
+  raw0.exec('CREATE TABLE messages (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, origin TEXT NOT NULL, incarnation INTEGER NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL, created_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, path TEXT NOT NULL); CREATE INDEX messages_received ON messages (received_ms);');
+  raw0.close();
+  const s = open(t, d);
+  // One stream per message (a purge then takes exactly the rows it cuts), received at 1,000 + 10 * i; rowids 1..300.
+  const ms = Array.from({ length: 300 }, (_, i) => msg(`s${i}`, 1, 1));
+  for (let i = 0; i < ms.length; i += 7) s.insertMany(ms.slice(i, i + 7).map((message, j) => ({ message, receivedMs: 1_000 + 10 * (i + j) })));
+  const probe = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal(probe.prepare("SELECT 1 FROM sqlite_master WHERE name = 'messages_received'").get(), undefined);
+  probe.close();
+  const keepAll = { retainCount: 1_000, retainMs: 100 };
+  assert.deepEqual(s.purge(keepAll, 1_000 + 100), [], 'received at 1,000 is not before 1,000');
+  assert.equal(s.purge(keepAll, 1_000 + 101).length, 1, 'the first row only');
+  assert.equal(s.count(), 299);
+  // A gap in the rowids (rows 101..150 gone by another route) does not mislead the search.
+  const raw = new Database(join(d, 'gossip.db'));
+  raw.prepare('DELETE FROM messages WHERE rowid BETWEEN 101 AND 150').run();
+  raw.close();
+  // now 2,351, retainMs 100: rows received before 2,251 (rowids up to 126) go; 101..126 are gone already.
+  assert.equal(s.purge(keepAll, 2_351).length, 99, 'rowids 2..100');
+  assert.equal(s.list(0, 1)[0]!.rowid, 151);
+  assert.equal(s.purge(keepAll, 1_000 + 10 * 160 + 101).length, 11, 'rowids 151..161');
+  assert.equal(s.purge(keepAll, 1_000_000).length, 300 - 161);
+  assert.equal(s.count(), 0);
+  assert.deepEqual(s.purge(keepAll, 2_000_000), [], 'empty store');
 });

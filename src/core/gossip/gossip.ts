@@ -48,8 +48,16 @@ export interface SendPlan {
   readonly seqs: readonly number[];
 }
 
+/** Whether a node on `path` (other than us) has `n` as an overlay neighbour: it flooded to `n` already. */
+function coveredByPath(path: readonly string[], self: string, n: string, neighboursOf: (nodeId: string) => ReadonlySet<string> | undefined): boolean {
+  for (const p of path) if (p !== self && neighboursOf(p)?.has(n) === true) return true;
+  return false;
+}
+
 export class GossipCore {
   private readonly streams = new Map<string, StreamState>();
+  /** The stream find() returned last (streams are never removed, only replaced by unreceive, which clears it). */
+  private last: StreamState | undefined;
   private nextSeq = 1;
 
   constructor(readonly config: GossipConfig) {}
@@ -87,7 +95,7 @@ export class GossipCore {
     if (badFields) return { kind: 'invalid', reason: badFields };
     // Flooding delivers most messages two or three times: drop the repeats
     // before hashing. (A forged copy of a seq we hold is dropped either way.)
-    if (this.streams.get(streamKey(message.origin, message.incarnation))?.has(message.seq)) return { kind: 'duplicate' };
+    if (this.find(message.origin, message.incarnation)?.has(message.seq)) return { kind: 'duplicate' };
     const invalid = this.validateContent(message);
     if (invalid) return { kind: 'invalid', reason: invalid };
     const stream = this.stream(message.origin, message.incarnation);
@@ -107,6 +115,7 @@ export class GossipCore {
     replacement.raiseFloor(stream.floor);
     for (let s = stream.floor + 1; s <= stream.top(); s++) if (s !== message.seq && stream.has(s)) replacement.add(s);
     this.streams.set(streamKey(message.origin, message.incarnation), replacement);
+    this.last = undefined;
   }
 
   /**
@@ -123,15 +132,16 @@ export class GossipCore {
     neighbours: readonly string[],
     neighboursOf?: (nodeId: string) => ReadonlySet<string> | undefined,
   ): { to: string[]; message: GossipMessage } {
+    // Called for every message a node forwards: plain loops over the short path, no Set or closure per call.
     const self = this.config.selfId;
-    const onPath = new Set(message.path);
-    const covered = (n: string): boolean => {
-      if (!neighboursOf) return false;
-      for (const p of message.path) if (p !== self && neighboursOf(p)?.has(n) === true) return true;
-      return false;
-    };
-    const to = neighbours.filter((n) => !onPath.has(n) && n !== self && !covered(n));
-    const path = message.path[message.path.length - 1] === this.config.selfId ? message.path : [...message.path, this.config.selfId].slice(-PATH_LENGTH_MAX);
+    const old = message.path;
+    const to: string[] = [];
+    for (const n of neighbours) {
+      if (n === self || old.includes(n)) continue;
+      if (neighboursOf !== undefined && coveredByPath(old, self, n, neighboursOf)) continue;
+      to.push(n);
+    }
+    const path = old[old.length - 1] === self ? old : old.length < PATH_LENGTH_MAX ? [...old, self] : [...old.slice(old.length - PATH_LENGTH_MAX + 1), self];
     return { to, message: { ...message, path } };
   }
 
@@ -174,7 +184,7 @@ export class GossipCore {
 
   /** Held now or purged: a copy of this message is a duplicate (a seq below 1 is never held: such a message is invalid). */
   has(origin: string, incarnation: number, seq: number): boolean {
-    return seq >= 1 && (this.streams.get(streamKey(origin, incarnation))?.has(seq) ?? false);
+    return seq >= 1 && (this.find(origin, incarnation)?.has(seq) ?? false);
   }
 
   holds(origin: string, incarnation: number, seq: number): boolean {
@@ -185,13 +195,26 @@ export class GossipCore {
     return this.streams.size;
   }
 
+  /**
+   * The stream's state, if tracked. The last one found is kept: a batch
+   * brings runs of one stream, and every copy received is looked up (a key
+   * string built and hashed per lookup otherwise).
+   */
+  private find(origin: string, incarnation: number): StreamState | undefined {
+    const last = this.last;
+    if (last !== undefined && last.origin === origin && last.incarnation === incarnation) return last;
+    const s = this.streams.get(streamKey(origin, incarnation));
+    if (s !== undefined) this.last = s;
+    return s;
+  }
+
   private stream(origin: string, incarnation: number): StreamState | undefined {
-    const key = streamKey(origin, incarnation);
-    let s = this.streams.get(key);
+    let s = this.find(origin, incarnation);
     if (!s) {
       if (this.streams.size >= this.config.streamsMax) return undefined;
       s = new StreamState(origin, incarnation);
-      this.streams.set(key, s);
+      this.streams.set(streamKey(origin, incarnation), s);
+      this.last = s;
     }
     return s;
   }

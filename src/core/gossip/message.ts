@@ -18,8 +18,13 @@ export interface GossipMessage {
   readonly path: readonly string[];
 }
 
-/** SHA-256 over bytes, injected (core does no I/O and imports no node: module). */
-export type Sha256 = (bytes: Uint8Array) => Uint8Array;
+/**
+ * SHA-256 over the UTF-8 bytes of a string, injected (core does no I/O and
+ * imports no node: module). The digest comes as bytes, or as a string of one
+ * char per byte (latin1): Node's one-shot hash returns that without the
+ * Buffer it allocates for bytes, which was most of the cost of an id.
+ */
+export type Sha256 = (utf8: string) => Uint8Array | string;
 
 export const MESSAGE_BYTES_MAX_DEFAULT = 64 * 1024;
 /** A path longer than this is cut to its last entries: it is advisory, never trusted for routing. */
@@ -29,18 +34,24 @@ export const MESSAGE_ID_CHARS = 11;
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const encoder = new TextEncoder();
 
+/** Byte i of a digest given as bytes or as a latin1 string. */
+function byteAt(d: Uint8Array | string, i: number): number {
+  return typeof d === 'string' ? d.charCodeAt(i) : d[i]!;
+}
+
 export function streamKey(origin: string, incarnation: number): string {
   return `${origin}/${incarnation}`;
 }
 
 export function messageId(sha256: Sha256, origin: string, incarnation: number, seq: number, text: string): string {
   // NUL separators: node ids cannot contain NUL, so fields cannot run together.
-  const d = sha256(encoder.encode(`${origin}\u0000${incarnation}\u0000${seq}\u0000${text}`));
+  // The string goes to the hash as it is (hashed as UTF-8; a lone surrogate as U+FFFD, as TextEncoder writes it).
+  const d = sha256(`${origin}\u0000${incarnation}\u0000${seq}\u0000${text}`);
   // The first 64 bits as two 32-bit halves, divided by 62 digit by digit in
   // plain numbers (every intermediate stays below 2^38): BigInt arithmetic
   // here cost more than the hash itself, on every message a node receives.
-  let hi = ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
-  let lo = ((d[4]! << 24) | (d[5]! << 16) | (d[6]! << 8) | d[7]!) >>> 0;
+  let hi = ((byteAt(d, 0) << 24) | (byteAt(d, 1) << 16) | (byteAt(d, 2) << 8) | byteAt(d, 3)) >>> 0;
+  let lo = ((byteAt(d, 4) << 24) | (byteAt(d, 5) << 16) | (byteAt(d, 6) << 8) | byteAt(d, 7)) >>> 0;
   let out = '';
   for (let i = 0; i < MESSAGE_ID_CHARS; i++) {
     const hiRem = hi % 62;
