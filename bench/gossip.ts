@@ -501,6 +501,10 @@ interface GvProbeLatency {
   readonly pairMs: Dist;
   /** Node-side for the same messages: max over nodes of received_ms minus the origin's created_ms. */
   readonly nodeSideLastMs: Dist;
+  /** Per (message, node other than the origin): its stamp minus the stamp of the node it got the message from. */
+  readonly hopMs: Dist;
+  /** Hops on the path the last node got each message over (the overlay's diameter is the floor). */
+  readonly lastNodeHops: Dist;
   /** Cluster-wide CPU-ms per message on top of idle: the 16 nodes, and the 16 probes. */
   readonly nodeCpuMsPerMessage: number | null;
   readonly probeCpuMsPerMessage: number | null;
@@ -598,6 +602,20 @@ async function gvLatencyProbes(lab: Lab, cluster: GvCluster, idleCpuPerS: number
       };
     });
     const nodeSide = nodeSideLast(cluster, since, rows.map((r) => r.id));
+    const hops: number[] = [];
+    const lastHops: (number | null)[] = [];
+    for (const r of rows) {
+      const a = r.arrivalsMs;
+      if (a.length !== N || a.some((t) => t === null)) continue;
+      r.fromHost.forEach((f, i) => i !== r.host && f >= 0 && hops.push(a[i]! - a[f]!));
+      let i = a.indexOf(max(a as number[])!);
+      let depth = 0;
+      while (i !== r.host && i >= 0 && depth <= N) {
+        i = r.fromHost[i]!;
+        depth += 1;
+      }
+      lastHops.push(i === r.host ? depth : null);
+    }
     const perMsg = (a: number | null, b: number | null, idle: number): number | null => (a === null || b === null ? null : round(((b - a - idle * seconds) * 1000) / MESSAGES, 2));
     return {
       messages: MESSAGES,
@@ -609,6 +627,8 @@ async function gvLatencyProbes(lab: Lab, cluster: GvCluster, idleCpuPerS: number
       firstOtherMs: dist(rows.map((r) => r.firstOtherMs)),
       pairMs: dist(pairs),
       nodeSideLastMs: dist(nodeSide, 0),
+      hopMs: dist(hops),
+      lastNodeHops: dist(lastHops, 0),
       nodeCpuMsPerMessage: idleCpuPerS === null ? null : perMsg(n0, n1, idleCpuPerS),
       probeCpuMsPerMessage: perMsg(p0, p1, 0),
       idleCpuPerNodePct: idleCpuPerS === null ? null : round((idleCpuPerS / N) * 100, 2),
@@ -1185,7 +1205,8 @@ ${misses.length > 0 ? `Goals missed or not measured:\n${misses.join('\n')}` : 'E
 
 Details: grapevine latency (probes) p90 ${fmtMs(l.lastMs.p90)}, mean ${fmtMs(l.lastMs.mean)}${missing(l.lastMs)}; submit acknowledged by the origin
 (no relay) p50 ${fmtMs(l.ackMs.p50)}, p99 ${fmtMs(l.ackMs.p99)}; the origin's own watch event p50 ${fmtMs(l.originEventMs.p50)}; first other node p50 ${fmtMs(l.firstOtherMs.p50)};
-submit failures ${l.submitFailures}.${rw ? ` Earlier instrument in the same run: p50 ${fmtMs(rw.lastMs.p50)}, p90 ${fmtMs(rw.lastMs.p90)}, p99 ${fmtMs(rw.lastMs.p99)}${missing(rw.lastMs)}, node-side p50 ${fmtMs(rw.nodeSideLastMs.p50)},
+one hop (a node's stamp minus that of the node it got the message from) p50 ${fmtMs(l.hopMs.p50)}, p90 ${fmtMs(l.hopMs.p90)}, p99 ${fmtMs(l.hopMs.p99)};
+hops on the last node's path p50 ${l.lastNodeHops.p50 ?? 'n/a'}, p99 ${l.lastNodeHops.p99 ?? 'n/a'}, max ${l.lastNodeHops.max ?? 'n/a'}; submit failures ${l.submitFailures}.${rw ? ` Earlier instrument in the same run: p50 ${fmtMs(rw.lastMs.p50)}, p90 ${fmtMs(rw.lastMs.p90)}, p99 ${fmtMs(rw.lastMs.p99)}${missing(rw.lastMs)}, node-side p50 ${fmtMs(rw.nodeSideLastMs.p50)},
 p99 ${fmtMs(rw.nodeSideLastMs.p99)}; relay round trip p50 ${fmtMs(rw.relayRoundTripMs.p50)}; submit acknowledged through the relay p50 ${fmtMs(rw.ackMs.p50)}.` : ' The earlier instrument was not run (BENCH_GOSSIP_RELAY_WATCH=off).'}
 CPU: with nothing submitted each node uses ${l.idleCpuPerNodePct ?? 'n/a'} % of a CPU (beacons); one message at a time costs the 16 nodes
 ${l.nodeCpuMsPerMessage ?? 'n/a'} CPU-ms per message on top with the probes' watches (the probes themselves ${l.probeCpuMsPerMessage ?? 'n/a'} CPU-ms, the bench
