@@ -68,7 +68,7 @@
  *    reported separately (serf runs handlers one at a time, after the log line).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -341,6 +341,8 @@ interface GvLatency {
   readonly nodeCpuMsPerMessage: number | null;
   /** CPU of this process per message (it ran the 16 watch streams and the submits). */
   readonly benchCpuMsPerMessage: number;
+  /** CPU of the lab's relay processes per message (every watch event and submit passes one). */
+  readonly relayCpuMsPerMessage: number | null;
   readonly samples: { k: number; host: number; ackMs: number; lastMs: number | null; nodeSideLastMs: number | null }[];
 }
 
@@ -369,7 +371,7 @@ async function gvIdleCpuPerS(cluster: GvCluster): Promise<number | null> {
   return c0 === null || c1 === null ? null : (c1 - c0) / ((Date.now() - t0) / 1000);
 }
 
-async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promise<GvLatency> {
+async function gvLatency(lab: Lab, cluster: GvCluster, idleCpuPerS: number | null): Promise<GvLatency> {
   const { watchers, arrivals } = await watchAll(cluster);
   const submitters = await Promise.all(SUBMIT_HOSTS.map((h) => connect(cluster.fwds[h]!)));
   const rtts: number[] = [];
@@ -386,11 +388,14 @@ async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promis
   let c0: number | null = null;
   let cpuFrom = Date.now();
   let bench0 = process.cpuUsage();
+  const relays = relayPids(lab);
+  let r0: number | null = null;
   for (let k = -WARMUP; k < MESSAGES; k++) {
     if (k === 0) {
       c0 = await nodesCpu(cluster);
       cpuFrom = Date.now();
       bench0 = process.cpuUsage();
+      r0 = await sumCpu(relays);
     }
     const slot = (k + WARMUP) % SUBMIT_HOSTS.length;
     const host = SUBMIT_HOSTS[slot]!;
@@ -416,6 +421,7 @@ async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promis
   }
   const c1 = await nodesCpu(cluster);
   const benchCpu = process.cpuUsage(bench0);
+  const r1 = await sumCpu(relays);
   const loopS = (Date.now() - cpuFrom) / 1000;
   const cpuMs = c0 === null || c1 === null || idleCpuPerS === null ? null : ((c1 - c0 - idleCpuPerS * loopS) * 1000) / MESSAGES;
   watchers.forEach(closeClient);
@@ -439,6 +445,7 @@ async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promis
     idleCpuPerNodePct: idleCpuPerS === null ? null : round((idleCpuPerS / N) * 100, 2),
     nodeCpuMsPerMessage: round(cpuMs, 2),
     benchCpuMsPerMessage: round((benchCpu.user + benchCpu.system) / 1000 / MESSAGES, 3)!,
+    relayCpuMsPerMessage: r0 === null || r1 === null || relays.length === 0 ? null : round(((r1 - r0) * 1000) / MESSAGES, 2),
     samples: samples.map((s, i) => ({ k: s.k, host: s.host, ackMs: round(s.ackMs, 3)!, lastMs: round(s.lastMs, 3), nodeSideLastMs: nodeSide[i] ?? null })),
   };
 }
@@ -514,6 +521,21 @@ interface GvProbeLatency {
   readonly benchCpuMsPerMessage: number;
   /** Per message: submit → each node's watch event (index = host; null: never), and the host each node got it from (-1: none). */
   readonly samples: { k: number; host: number; ackMs: number; lastMs: number | null; nodeSideLastMs: number | null; arrivalsMs: (number | null)[]; fromHost: number[] }[];
+}
+
+/** PIDs of this lab's relay processes (their command line names the relay socket in the lab's tmp dir). */
+function relayPids(lab: Lab): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (cmd.includes(join(lab.tmpDir, 'relay-h'))) out.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 async function sumCpu(pids: readonly number[]): Promise<number | null> {
@@ -1210,7 +1232,7 @@ hops on the last node's path p50 ${l.lastNodeHops.p50 ?? 'n/a'}, p99 ${l.lastNod
 p99 ${fmtMs(rw.nodeSideLastMs.p99)}; relay round trip p50 ${fmtMs(rw.relayRoundTripMs.p50)}; submit acknowledged through the relay p50 ${fmtMs(rw.ackMs.p50)}.` : ' The earlier instrument was not run (BENCH_GOSSIP_RELAY_WATCH=off).'}
 CPU: with nothing submitted each node uses ${l.idleCpuPerNodePct ?? 'n/a'} % of a CPU (beacons); one message at a time costs the 16 nodes
 ${l.nodeCpuMsPerMessage ?? 'n/a'} CPU-ms per message on top with the probes' watches (the probes themselves ${l.probeCpuMsPerMessage ?? 'n/a'} CPU-ms, the bench
-${l.benchCpuMsPerMessage} CPU-ms), ${gv.quiet.nodeCpuMsPerMessage ?? 'n/a'} without watches${rw ? `, ${rw.nodeCpuMsPerMessage ?? 'n/a'} with the relay watches (the bench ${rw.benchCpuMsPerMessage} CPU-ms on top, the 16 relays not counted)` : ''}, against
+${l.benchCpuMsPerMessage} CPU-ms), ${gv.quiet.nodeCpuMsPerMessage ?? 'n/a'} without watches${rw ? `, ${rw.nodeCpuMsPerMessage ?? 'n/a'} with the relay watches (the bench ${rw.benchCpuMsPerMessage} CPU-ms and the ${N} relays ${rw.relayCpuMsPerMessage ?? 'n/a'} CPU-ms on top)` : ''}, against
 ${tp.nodeCpuMsPerMessage ?? 'n/a'} CPU-ms when messages come in bulk (throughput run): each hop of a lone message wakes a process (every copy a
 node receives, ~2 per node, arrives on its own), and 16 processes share ${machine.nproc} CPUs, so a message's wave through the cluster is CPU-bound.
 ${sf ? `serf latency p90 ${fmtMs(sf.latency.lastMs.p90)}, mean ${fmtMs(sf.latency.lastMs.mean)}${missing(sf.latency.lastMs)}; \`serf event\` (process start + RPC) p50 ${fmtMs(sf.latency.cliMs.p50)}; from its spawn p50 ${fmtMs(sf.latency.fromCliSpawnMs.p50)}; failures ${sf.latency.submitFailures}.` : 'serf was not run (BENCH_GOSSIP_SERF=off).'}
@@ -1307,8 +1329,8 @@ async function main(): Promise<void> {
     if (RELAY_WATCH) {
       await countOtherLabs('grapevine latency, relay watches');
       say(`grapevine: latency with the earlier instrument (16 watches through the lab relay into the bench), ${MESSAGES} messages`);
-      relayWatch = await gvLatency(cluster, idleCpuPerS);
-      say(`grapevine latency (relay watches): p50 ${fmtMs(relayWatch.lastMs.p50)}, p99 ${fmtMs(relayWatch.lastMs.p99)} (node-side p50 ${fmtMs(relayWatch.nodeSideLastMs.p50)}, p99 ${fmtMs(relayWatch.nodeSideLastMs.p99)}); ${relayWatch.nodeCpuMsPerMessage} node CPU-ms per message`);
+      relayWatch = await gvLatency(lab, cluster, idleCpuPerS);
+      say(`grapevine latency (relay watches): p50 ${fmtMs(relayWatch.lastMs.p50)}, p99 ${fmtMs(relayWatch.lastMs.p99)} (node-side p50 ${fmtMs(relayWatch.nodeSideLastMs.p50)}, p99 ${fmtMs(relayWatch.nodeSideLastMs.p99)}); CPU-ms per message: nodes ${relayWatch.nodeCpuMsPerMessage}, relays ${relayWatch.relayCpuMsPerMessage}, bench ${relayWatch.benchCpuMsPerMessage}`);
     }
     await countOtherLabs('grapevine latency, probes');
     say(`grapevine: latency with a probe in every host, ${MESSAGES} messages every ${PROBE_SPACING_MS} ms`);
