@@ -30,6 +30,7 @@
  *    client, started with `ip netns exec` like the lab relay) `watch`es its
  *    node over the host's own address; the node sends the event right after
  *    the group commit that stored the message. The probe stamps each event
+ *    as soon as its frame is read (the bytes are decoded after the run)
  *    with CLOCK_MONOTONIC (process.hrtime.bigint(): one kernel clock for every
  *    namespace, ns resolution, never stepped) and keeps the stamps in memory
  *    (niceness BENCH_GOSSIP_PROBE_NICE, default -10: a stamp then waits less
@@ -52,6 +53,23 @@
  *    without): the instrument inflated the tail it measured. That run is
  *    kept (BENCH_GOSSIP_RELAY_WATCH=on, the default; "earlier instrument"
  *    rows) so the two can be compared in one run.
+ *    What watching still costs (2026-11-22, a 2-CPU machine loaded by other
+ *    labs, load 12–27): the 16 probes 4.4–5.2 CPU-ms per message (6.3–7.7
+ *    while they decoded every event); in the run that measured both
+ *    instruments, nodes + probes 19.5 CPU-ms per message against nodes +
+ *    relays + bench 27.0, and 11.6 with no watch at all. Node-side p50 with
+ *    the probes stayed above the no-watch run's (e.g. 17 vs 9 ms): 16 extra
+ *    process wake-ups per message on 2 CPUs slow the wave itself, so the
+ *    headline is an upper bound and the no-watch node-side figure the floor.
+ *    Open loop versus the earlier closed loop: on that machine the probes'
+ *    p99 was often far above the relay run's (223–1649 ms against 130–520),
+ *    because overload episodes of a few seconds now count for every message
+ *    due during them. On a quieter stretch (load 3–13), three full runs:
+ *    probes p50/p99 9.3/30.2, 8.0/21.7, 8.2/20.2 ms (node-side 8/23, 6/16,
+ *    7/16) against the relay watches 17.4/42.3, 11.8/27.1, 11.0/24.1 ms, and
+ *    no watch at all node-side 8/20, 5/11, 5/11; one hop (stamp minus the
+ *    sender's stamp) p50 1.6–2.1 ms, p99 8–11 ms; the last node 3 hops away
+ *    at p50, 5–6 at p99; the origin's commit + event p50 1.1–1.2 ms.
  *  - grapevine, node-side cross-checks (no bench process involved): every
  *    node's SQLite store records received_ms; max over nodes minus the
  *    origin's created_ms (both wall clock, shared by the namespaces; 1 ms
@@ -1252,7 +1270,7 @@ How it was measured:
   ${SUBMIT_HOSTS.join(', ')}, after ${WARMUP} warm-up messages that are not counted. A probe process runs inside every host's namespace
   (bench/lib/gossip-probe.mjs, the compiled client, started with \`ip netns exec\` like the lab relay): it \`watch\`es its node
   over the host's own address (the node sends the event right after the SQLite group commit that stored the message) and
-  stamps each event with CLOCK_MONOTONIC (\`process.hrtime.bigint()\`: one kernel clock shared by every namespace, ns
+  stamps each event as soon as its frame is read (bytes decoded after the run) with CLOCK_MONOTONIC (\`process.hrtime.bigint()\`: one kernel clock shared by every namespace, ns
   resolution, never stepped). The probes run at niceness ${PROBE_NICE} so that, when a node and its probe are both runnable, the
   stamp waits less for a CPU (the probe's own work per event is one read and a push; its CPU is reported below). The probes at the submit hosts also submit, stamping just before \`submit\` with the same
   clock. The stamps stay in the probes and reach the bench in one piece after the run, so a watch event costs one wake-up

@@ -9,7 +9,7 @@
  * one plain Node process and no TypeScript loader. It `watch`es the node and
  * stamps every event with CLOCK_MONOTONIC (process.hrtime.bigint(): one clock
  * for every process on the kernel, whatever its network namespace, ns
- * resolution, never slewed or stepped) as soon as its frame is read, keeping
+ * resolution, never stepped) as soon as its frame is read, keeping
  * the frame's bytes (decoded at `dump`). Stamps stay in memory and go to the
  * bench in one piece when asked, so a watch event costs one wake-up of this
  * process and nothing else.
