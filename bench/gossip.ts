@@ -6,7 +6,9 @@
  *   grapevine (16 `grapevine node`, dynamic overlay: ring + chord, degree 3)
  *     1. latency from submit until the last of the 16 nodes has stored the
  *        message, over BENCH_GOSSIP_MESSAGES (default 1,000) messages
- *        submitted one at a time at 4 nodes with small gaps;
+ *        submitted at 4 nodes in turn, one every BENCH_GOSSIP_PROBE_SPACING_MS
+ *        (default 40 ms); also without watches, and with the earlier
+ *        relay-watch instrument (see "How arrival is observed");
  *     2. sustained submit throughput with every node storing: many
  *        concurrent submits from several clients at several nodes, counted
  *        until every node holds all of them;
@@ -23,15 +25,56 @@
  * every exit path (the Lab class also does it on SIGINT/SIGTERM/exit).
  *
  * How arrival is observed:
- *  - grapevine: a client per node, connected through the lab's relay
- *    (lab.forward: 127.0.0.1 in this process → unix socket → a relay process
- *    in the host → the node), `watch`es the node; the node sends the event
- *    right after the group commit that stored the message. The bench stamps
- *    events on arrival (performance clock). Submits go through the same kind
- *    of relay, so the figure includes two relay hops; the relay's round trip
- *    is measured and reported. Cross-check without relays: every node's
- *    SQLite store records received_ms; max over nodes minus the origin's
- *    created_ms (both wall clock, shared by the namespaces; 1 ms resolution).
+ *  - grapevine, the headline (since 2026-11-22): a probe process in every
+ *    host (bench/lib/gossip-probe.mjs: a plain Node process with the compiled
+ *    client, started with `ip netns exec` like the lab relay) `watch`es its
+ *    node over the host's own address; the node sends the event right after
+ *    the group commit that stored the message. The probe stamps each event
+ *    as soon as its frame is read (the bytes are decoded after the run)
+ *    with CLOCK_MONOTONIC (process.hrtime.bigint(): one kernel clock for every
+ *    namespace, ns resolution, never stepped) and keeps the stamps in memory
+ *    (niceness BENCH_GOSSIP_PROBE_NICE, default -10: a stamp then waits less
+ *    for a CPU behind the 16 busy nodes; measured stamp − node-side received_ms
+ *    median 3.9 ms at -10, 7.4 ms at 0, two runs on a loaded machine);
+ *    the bench collects them in one piece after the run. The probes at the
+ *    submit hosts also submit, on a fixed schedule (message k at
+ *    start + (k + WARMUP)·spacing, in turn at SUBMIT_HOSTS), stamping just
+ *    before `submit` with the same clock (open loop: a stall delays, and
+ *    counts, every message due during it). So no relay and no process of the
+ *    bench sits between a node and its stamp, and a watch event costs one
+ *    wake-up of one small process.
+ *    Why: until then the 16 watches (and the submits) reached the bench
+ *    through the lab relay (node → relay process in the host → unix socket →
+ *    a 127.0.0.1 forward in this process → its client), and each message was
+ *    sent once the previous had reached all 16 (+ 5–15 ms). Every watch event
+ *    cost two more process wake-ups, one in this single-threaded process that
+ *    also ran all 16 streams and the submits, on the same 2 CPUs as the nodes
+ *    (measured: 17.5 node CPU-ms per message with those watches, 6.6
+ *    without): the instrument inflated the tail it measured. That run is
+ *    kept (BENCH_GOSSIP_RELAY_WATCH=on, the default; "earlier instrument"
+ *    rows) so the two can be compared in one run.
+ *    What watching still costs (2026-11-22, a 2-CPU machine loaded by other
+ *    labs, load 12–27): the 16 probes 4.4–5.2 CPU-ms per message (6.3–7.7
+ *    while they decoded every event); in the run that measured both
+ *    instruments, nodes + probes 19.5 CPU-ms per message against nodes +
+ *    relays + bench 27.0, and 11.6 with no watch at all. Node-side p50 with
+ *    the probes stayed above the no-watch run's (e.g. 17 vs 9 ms): 16 extra
+ *    process wake-ups per message on 2 CPUs slow the wave itself, so the
+ *    headline is an upper bound and the no-watch node-side figure the floor.
+ *    Open loop versus the earlier closed loop: on that machine the probes'
+ *    p99 was often far above the relay run's (223–1649 ms against 130–520),
+ *    because overload episodes of a few seconds now count for every message
+ *    due during them. On a quieter stretch (load 3–13), three full runs:
+ *    probes p50/p99 9.3/30.2, 8.0/21.7, 8.2/20.2 ms (node-side 8/23, 6/16,
+ *    7/16) against the relay watches 17.4/42.3, 11.8/27.1, 11.0/24.1 ms, and
+ *    no watch at all node-side 8/20, 5/11, 5/11; one hop (stamp minus the
+ *    sender's stamp) p50 1.6–2.1 ms, p99 8–11 ms; the last node 3 hops away
+ *    at p50, 5–6 at p99; the origin's commit + event p50 1.1–1.2 ms.
+ *  - grapevine, node-side cross-checks (no bench process involved): every
+ *    node's SQLite store records received_ms; max over nodes minus the
+ *    origin's created_ms (both wall clock, shared by the namespaces; 1 ms
+ *    resolution), for the probes' messages, the relay-watch run's, and a run
+ *    without any watch (one message every QUIET_SPACING_MS, through the relay).
  *  - serf: every agent runs with -log-level=info; its event loop logs
  *    `agent: Received event: user-event: NAME` when it takes the event from
  *    serf, before any handler runs. The bench stamps those lines on arrival
@@ -43,7 +86,7 @@
  *    reported separately (serf runs handlers one at a time, after the log line).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -54,6 +97,8 @@ import { Lab } from '../test/helpers/lab.js';
 import type { Forward } from '../test/helpers/lab.js';
 import { listNamespaces } from '../test/helpers/lab-ns.js';
 import { startGv } from './lib/grapevine.js';
+import { monoMs, startProbes } from './lib/gossip-probes.js';
+import type { Probe } from './lib/gossip-probes.js';
 import type { GvNode } from './lib/grapevine.js';
 import { receivedTimes, storedCount } from './lib/gossip-db.js';
 import { cpuSeconds, rssMiB } from './lib/host-stats.js';
@@ -105,6 +150,12 @@ const LOSS_WINDOW_S = envInt('BENCH_GOSSIP_LOSS_WINDOW_S', 5, 1);
 const EVENTUAL_S = envInt('BENCH_GOSSIP_EVENTUAL_S', 30, 0);
 /** Spacing of the latency run without watches (node-side timing only). */
 const QUIET_SPACING_MS = envInt('BENCH_GOSSIP_QUIET_SPACING_MS', 40, 5);
+/** Spacing of the headline latency run (probes in the hosts); the same as the run without watches unless set. */
+const PROBE_SPACING_MS = envInt('BENCH_GOSSIP_PROBE_SPACING_MS', QUIET_SPACING_MS, 5);
+/** The earlier instrument (watches through the lab relay into this process), kept for comparison. */
+const RELAY_WATCH = (process.env.BENCH_GOSSIP_RELAY_WATCH ?? 'on') !== 'off';
+/** Niceness of the probes (negative: scheduled ahead of the nodes, so a stamp waits less for a CPU). */
+const PROBE_NICE = envInt('BENCH_GOSSIP_PROBE_NICE', -10, -20, 19);
 /** Bytes of each message text / serf payload (serf refuses name + payload over 512 bytes). */
 const PAYLOAD_BYTES = envInt('BENCH_GOSSIP_PAYLOAD_BYTES', 100, 24, 400);
 const RUN_SERF = (process.env.BENCH_GOSSIP_SERF ?? 'on') !== 'off';
@@ -306,6 +357,10 @@ interface GvLatency {
   readonly idleCpuPerNodePct: number | null;
   /** CPU of the 16 node processes per message in this phase, minus their idle share (cluster-wide ms). */
   readonly nodeCpuMsPerMessage: number | null;
+  /** CPU of this process per message (it ran the 16 watch streams and the submits). */
+  readonly benchCpuMsPerMessage: number;
+  /** CPU of the lab's relay processes per message (every watch event and submit passes one). */
+  readonly relayCpuMsPerMessage: number | null;
   readonly samples: { k: number; host: number; ackMs: number; lastMs: number | null; nodeSideLastMs: number | null }[];
 }
 
@@ -334,7 +389,7 @@ async function gvIdleCpuPerS(cluster: GvCluster): Promise<number | null> {
   return c0 === null || c1 === null ? null : (c1 - c0) / ((Date.now() - t0) / 1000);
 }
 
-async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promise<GvLatency> {
+async function gvLatency(lab: Lab, cluster: GvCluster, idleCpuPerS: number | null): Promise<GvLatency> {
   const { watchers, arrivals } = await watchAll(cluster);
   const submitters = await Promise.all(SUBMIT_HOSTS.map((h) => connect(cluster.fwds[h]!)));
   const rtts: number[] = [];
@@ -350,10 +405,15 @@ async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promis
   const pairs: (number | null)[] = [];
   let c0: number | null = null;
   let cpuFrom = Date.now();
+  let bench0 = process.cpuUsage();
+  const relays = relayPids(lab);
+  let r0: number | null = null;
   for (let k = -WARMUP; k < MESSAGES; k++) {
     if (k === 0) {
       c0 = await nodesCpu(cluster);
       cpuFrom = Date.now();
+      bench0 = process.cpuUsage();
+      r0 = await sumCpu(relays);
     }
     const slot = (k + WARMUP) % SUBMIT_HOSTS.length;
     const host = SUBMIT_HOSTS[slot]!;
@@ -378,6 +438,8 @@ async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promis
     await sleep(GAP_MIN_MS + Math.random() * GAP_JITTER_MS);
   }
   const c1 = await nodesCpu(cluster);
+  const benchCpu = process.cpuUsage(bench0);
+  const r1 = await sumCpu(relays);
   const loopS = (Date.now() - cpuFrom) / 1000;
   const cpuMs = c0 === null || c1 === null || idleCpuPerS === null ? null : ((c1 - c0 - idleCpuPerS * loopS) * 1000) / MESSAGES;
   watchers.forEach(closeClient);
@@ -400,6 +462,8 @@ async function gvLatency(cluster: GvCluster, idleCpuPerS: number | null): Promis
     nodeSideLastMs: dist(nodeSide, 0),
     idleCpuPerNodePct: idleCpuPerS === null ? null : round((idleCpuPerS / N) * 100, 2),
     nodeCpuMsPerMessage: round(cpuMs, 2),
+    benchCpuMsPerMessage: round((benchCpu.user + benchCpu.system) / 1000 / MESSAGES, 3)!,
+    relayCpuMsPerMessage: r0 === null || r1 === null || relays.length === 0 ? null : round(((r1 - r0) * 1000) / MESSAGES, 2),
     samples: samples.map((s, i) => ({ k: s.k, host: s.host, ackMs: round(s.ackMs, 3)!, lastMs: round(s.lastMs, 3), nodeSideLastMs: nodeSide[i] ?? null })),
   };
 }
@@ -444,6 +508,176 @@ async function gvLatencyQuiet(cluster: GvCluster, idleCpuPerS: number | null): P
   });
   for (let i = 0; i < failures; i++) lasts.push(null);
   return { messages: MESSAGES, spacingMs: QUIET_SPACING_MS, submitFailures: failures, nodeSideLastMs: dist(lasts, 0), nodeCpuMsPerMessage: msPerMessage };
+}
+
+interface GvProbeLatency {
+  readonly messages: number;
+  readonly spacingMs: number;
+  readonly submitFailures: number;
+  /** Submit call → acknowledged (stored at the origin), in the origin's probe: no relay. */
+  readonly ackMs: Dist;
+  /** Submit → the origin's own watch event. */
+  readonly originEventMs: Dist;
+  /** Submit → the last of the 16 probes' watch events (the headline figure). */
+  readonly lastMs: Dist;
+  /** Submit → the first node other than the origin. */
+  readonly firstOtherMs: Dist;
+  /** Submit → each node other than the origin, over all (message, node) pairs. */
+  readonly pairMs: Dist;
+  /** Node-side for the same messages: max over nodes of received_ms minus the origin's created_ms. */
+  readonly nodeSideLastMs: Dist;
+  /** Per (message, node other than the origin): its stamp minus the stamp of the node it got the message from. */
+  readonly hopMs: Dist;
+  /** Hops on the path the last node got each message over (the overlay's diameter is the floor). */
+  readonly lastNodeHops: Dist;
+  /** Cluster-wide CPU-ms per message on top of idle: the 16 nodes, and the 16 probes. */
+  readonly nodeCpuMsPerMessage: number | null;
+  readonly probeCpuMsPerMessage: number | null;
+  /** CPU of the 16 node processes with nothing submitted, % of one CPU per node. */
+  readonly idleCpuPerNodePct: number | null;
+  /** CPU of this process during the phase (it only waits). */
+  readonly benchCpuMsPerMessage: number;
+  /** Per message: submit → each node's watch event (index = host; null: never), and the host each node got it from (-1: none). */
+  readonly samples: { k: number; host: number; ackMs: number; lastMs: number | null; nodeSideLastMs: number | null; arrivalsMs: (number | null)[]; fromHost: number[] }[];
+}
+
+/** PIDs of this lab's relay processes (their command line names the relay socket in the lab's tmp dir). */
+function relayPids(lab: Lab): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (cmd.includes(join(lab.tmpDir, 'relay-h'))) out.push(Number(e));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+async function sumCpu(pids: readonly number[]): Promise<number | null> {
+  const xs = await Promise.all(pids.map((p) => cpuSeconds(p)));
+  return xs.some((x) => x === null) ? null : (xs as number[]).reduce((a, b) => a + b, 0);
+}
+
+/** Node-side: per id, max over the stores of received_ms minus the origin's created_ms (null: not on every node). */
+function nodeSideLast(cluster: GvCluster, sinceMs: number, ids: readonly (string | null)[]): (number | null)[] {
+  const stores = cluster.dataDirs.map((d) => receivedTimes(d, sinceMs));
+  return ids.map((id) => {
+    if (id === null) return null;
+    const rs = stores.map((st) => st.get(id));
+    if (rs.some((r) => r === undefined)) return null;
+    return max(rs.map((r) => r!.receivedMs))! - rs[0]!.createdMs;
+  });
+}
+
+/**
+ * The headline latency: a probe process in every host (bench/lib/gossip-probe.mjs)
+ * watches its node directly and keeps CLOCK_MONOTONIC stamps in memory; the
+ * probes at the submit hosts also submit, on a shared schedule (message k at
+ * start + (k + WARMUP)·spacing, in turn at SUBMIT_HOSTS), stamping the submit
+ * with the same clock. Nothing reaches this process until the end.
+ */
+async function gvLatencyProbes(lab: Lab, cluster: GvCluster, idleCpuPerS: number | null): Promise<GvProbeLatency> {
+  const probes: Probe[] = await startProbes(lab, lab.hosts.map((h) => h.index), GV_PORT, PROBE_NICE);
+  try {
+    await sleep(500);
+    const total = WARMUP + MESSAGES;
+    const since = Date.now() - 1;
+    const nodePids = cluster.nodes.map((n) => n.pid);
+    const probePids = probes.map((p) => p.pid);
+    const [n0, p0] = await Promise.all([sumCpu(nodePids), sumCpu(probePids)]);
+    const bench0 = process.cpuUsage();
+    const tWall0 = Date.now();
+    const start = monoMs() + 300;
+    const step = SUBMIT_HOSTS.length;
+    await Promise.all(
+      SUBMIT_HOSTS.map((h, slot) => {
+        const count = Math.ceil((total - slot) / step);
+        return probes[h]!.submit(start + slot * PROBE_SPACING_MS, PROBE_SPACING_MS, slot - WARMUP, count, step, PAYLOAD_BYTES, total * PROBE_SPACING_MS + 60_000);
+      }),
+    );
+    // Then wait for every probe to have seen every message (or the arrival timeout).
+    const deadline = Date.now() + ARRIVAL_TIMEOUT_MS;
+    await sleep(Math.max(100, 2 * PROBE_SPACING_MS));
+    while (Date.now() < deadline && (await Promise.all(probes.map((p) => p.count()))).some((c) => c < total)) await sleep(100);
+    const seconds = (Date.now() - tWall0) / 1000;
+    const [n1, p1] = await Promise.all([sumCpu(nodePids), sumCpu(probePids)]);
+    const benchCpu = process.cpuUsage(bench0);
+    const dumps = await Promise.all(probes.map((p) => p.dump()));
+
+    const at = new Map<string, Float64Array>();
+    /** Per id and host: the host it came from (the last other node on its path; -1: none, the origin). */
+    const from = new Map<string, Int16Array>();
+    const hostOf = new Map(dumps.map((d, i) => [d.node, i]));
+    dumps.forEach((d, i) => {
+      for (const [id, t, path] of d.events) {
+        let a = at.get(id);
+        let f = from.get(id);
+        if (!a || !f) {
+          at.set(id, (a = new Float64Array(N).fill(Number.NaN)));
+          from.set(id, (f = new Int16Array(N).fill(-1)));
+        }
+        if (!Number.isNaN(a[i]!)) continue;
+        a[i] = t;
+        const prev = path.split(' ').filter((p) => p !== '' && p !== d.node).pop();
+        f[i] = prev === undefined ? -1 : (hostOf.get(prev) ?? -1);
+      }
+    });
+    const subs = SUBMIT_HOSTS.flatMap((h) => dumps[h]!.submits.map(([k, id, t, ack]) => ({ k, host: h, id, t, ack }))).filter((s) => s.k >= 0);
+    subs.sort((a, b) => a.k - b.k);
+    const pairs: (number | null)[] = [];
+    const rows = subs.map((s) => {
+      const ts = s.id === null ? null : [...(at.get(s.id) ?? new Float64Array(N).fill(Number.NaN))];
+      if (ts) ts.forEach((t, i) => i !== s.host && pairs.push(Number.isNaN(t) ? null : t - s.t));
+      const others = ts ? present(ts.filter((t, i) => i !== s.host && !Number.isNaN(t))) : [];
+      return {
+        ...s,
+        arrivalsMs: ts ? ts.map((t) => (Number.isNaN(t) ? null : round(t - s.t, 2))) : [],
+        fromHost: s.id === null ? [] : [...(from.get(s.id) ?? [])],
+        lastMs: ts && ts.every((t) => !Number.isNaN(t)) ? max(ts)! - s.t : null,
+        originMs: ts && !Number.isNaN(ts[s.host]!) ? ts[s.host]! - s.t : null,
+        firstOtherMs: others.length > 0 ? min(others)! - s.t : null,
+      };
+    });
+    const nodeSide = nodeSideLast(cluster, since, rows.map((r) => r.id));
+    const hops: number[] = [];
+    const lastHops: (number | null)[] = [];
+    for (const r of rows) {
+      const a = r.arrivalsMs;
+      if (a.length !== N || a.some((t) => t === null)) continue;
+      r.fromHost.forEach((f, i) => i !== r.host && f >= 0 && hops.push(a[i]! - a[f]!));
+      let i = a.indexOf(max(a as number[])!);
+      let depth = 0;
+      while (i !== r.host && i >= 0 && depth <= N) {
+        i = r.fromHost[i]!;
+        depth += 1;
+      }
+      lastHops.push(i === r.host ? depth : null);
+    }
+    const perMsg = (a: number | null, b: number | null, idle: number): number | null => (a === null || b === null ? null : round(((b - a - idle * seconds) * 1000) / MESSAGES, 2));
+    return {
+      messages: MESSAGES,
+      spacingMs: PROBE_SPACING_MS,
+      submitFailures: rows.filter((r) => r.id === null).length,
+      ackMs: dist(rows.map((r) => r.ack)),
+      originEventMs: dist(rows.map((r) => r.originMs)),
+      lastMs: dist(rows.map((r) => r.lastMs)),
+      firstOtherMs: dist(rows.map((r) => r.firstOtherMs)),
+      pairMs: dist(pairs),
+      nodeSideLastMs: dist(nodeSide, 0),
+      hopMs: dist(hops),
+      lastNodeHops: dist(lastHops, 0),
+      nodeCpuMsPerMessage: idleCpuPerS === null ? null : perMsg(n0, n1, idleCpuPerS),
+      probeCpuMsPerMessage: perMsg(p0, p1, 0),
+      idleCpuPerNodePct: idleCpuPerS === null ? null : round((idleCpuPerS / N) * 100, 2),
+      benchCpuMsPerMessage: round((benchCpu.user + benchCpu.system) / 1000 / MESSAGES, 3)!,
+      samples: rows.map((r, i) => ({ k: r.k, host: r.host, ackMs: round(r.ack, 3)!, lastMs: round(r.lastMs, 3), nodeSideLastMs: nodeSide[i] ?? null, arrivalsMs: r.arrivalsMs, fromHost: r.fromHost })),
+    };
+  } finally {
+    probes.forEach((p) => p.quit());
+  }
 }
 
 interface Throughput {
@@ -916,7 +1150,10 @@ function fmtX(x: number | null): string {
 }
 
 interface GvResult {
-  readonly latency: GvLatency;
+  /** The headline: probes in the hosts. */
+  readonly latency: GvProbeLatency;
+  /** The earlier instrument (null: BENCH_GOSSIP_RELAY_WATCH=off). */
+  readonly relayWatch: GvLatency | null;
   readonly quiet: GvQuietLatency;
   /** The median of throughputRuns by rate. */
   readonly throughput: Throughput;
@@ -937,6 +1174,7 @@ function rows(gv: GvResult, sf: SerfResult | null): Row[] {
   const l = gv.latency;
   const speedup = sf && sf.latency.lastMs.p99 !== null && l.lastMs.p99 ? sf.latency.lastMs.p99 / l.lastMs.p99 : null;
   const speedup50 = sf && sf.latency.lastMs.p50 !== null && l.lastMs.p50 ? sf.latency.lastMs.p50 / l.lastMs.p50 : null;
+  const rw = gv.relayWatch;
   const tp = gv.throughput;
   const rs = gv.resync;
   return [
@@ -947,11 +1185,13 @@ function rows(gv: GvResult, sf: SerfResult | null): Row[] {
     row(`latency submit → stored on one node, p99 over (message, node) pairs`, l.pairMs.p99, sf?.latency.pairMs.p99 ?? null, fmtMs),
     row(`  speed-up at p99 (serf p99 / grapevine p99)`, speedup, null, fmtX, { limit: GOALS.speedupP99, text: '>= 20×', atLeast: true }),
     row(`  speed-up at p50`, speedup50, null, fmtX),
-    row(`  grapevine node-side (origin created_ms → last received_ms), p50`, l.nodeSideLastMs.p50, null, fmtMs),
+    row(`  grapevine node-side, same messages (origin created_ms → last received_ms), p50`, l.nodeSideLastMs.p50, null, fmtMs),
     row(`  grapevine node-side, p99`, l.nodeSideLastMs.p99, null, fmtMs),
     row(`  grapevine without watches, node-side, p50 (every ${gv.quiet.spacingMs} ms)`, gv.quiet.nodeSideLastMs.p50, null, fmtMs),
     row(`  grapevine without watches, node-side, p99`, gv.quiet.nodeSideLastMs.p99, null, fmtMs),
-    row(`  grapevine relay round trip (included above), p50`, l.relayRoundTripMs.p50, null, fmtMs),
+    row(`  grapevine, earlier instrument (watches through the relay into the bench), p50`, rw?.lastMs.p50 ?? null, null, fmtMs),
+    row(`  grapevine, earlier instrument, p99`, rw?.lastMs.p99 ?? null, null, fmtMs),
+    row(`  grapevine, earlier instrument, node-side p99`, rw?.nodeSideLastMs.p99 ?? null, null, fmtMs),
     row(`  serf event handlers (date +%s%N, origin → last), p50`, null, sf?.latency.handlerLastMs.p50 ?? null, fmtMs),
     row(`  serf event handlers, p99`, null, sf?.latency.handlerLastMs.p99 ?? null, fmtMs),
     row(`  serf from the spawn of \`serf event\`, p99`, null, sf?.latency.fromCliSpawnMs.p99 ?? null, fmtMs),
@@ -987,6 +1227,7 @@ function markdown(date: string, runMinutes: number, machine: MachineInfo, contex
   const misses = rs.filter((r) => r.goal.includes('MISSED') || r.goal.includes('not measured')).map((r) => `- ${r.goal.includes('MISSED') ? 'MISSED' : 'NOT MEASURED'}: ${r.metric.trim()}: ${r.ours} (goal ${r.goal.replace(/ — .*/, '')})`);
   const l = gv.latency;
   const tp = gv.throughput;
+  const rw = gv.relayWatch;
   const rs1 = gv.resync;
   const d = gv.delivery;
   const missing = (x: Dist): string => (x.missing > 0 ? ` (${x.missing} never complete within ${ARRIVAL_TIMEOUT_MS / 1000} s)` : '');
@@ -1002,12 +1243,16 @@ ${mdTable(rs)}
 
 ${misses.length > 0 ? `Goals missed or not measured:\n${misses.join('\n')}` : 'Every goal of issue 3 was met in this run.'}
 
-Details: grapevine latency p90 ${fmtMs(l.lastMs.p90)}, mean ${fmtMs(l.lastMs.mean)}${missing(l.lastMs)}; submit acknowledged by the origin
-(through the relay) p50 ${fmtMs(l.ackMs.p50)}, p99 ${fmtMs(l.ackMs.p99)}; first other node p50 ${fmtMs(l.firstOtherMs.p50)}; submit failures ${l.submitFailures}.
+Details: grapevine latency (probes) p90 ${fmtMs(l.lastMs.p90)}, mean ${fmtMs(l.lastMs.mean)}${missing(l.lastMs)}; submit acknowledged by the origin
+(no relay) p50 ${fmtMs(l.ackMs.p50)}, p99 ${fmtMs(l.ackMs.p99)}; the origin's own watch event p50 ${fmtMs(l.originEventMs.p50)}; first other node p50 ${fmtMs(l.firstOtherMs.p50)};
+one hop (a node's stamp minus that of the node it got the message from) p50 ${fmtMs(l.hopMs.p50)}, p90 ${fmtMs(l.hopMs.p90)}, p99 ${fmtMs(l.hopMs.p99)};
+hops on the last node's path p50 ${l.lastNodeHops.p50 ?? 'n/a'}, p99 ${l.lastNodeHops.p99 ?? 'n/a'}, max ${l.lastNodeHops.max ?? 'n/a'}; submit failures ${l.submitFailures}.${rw ? ` Earlier instrument in the same run: p50 ${fmtMs(rw.lastMs.p50)}, p90 ${fmtMs(rw.lastMs.p90)}, p99 ${fmtMs(rw.lastMs.p99)}${missing(rw.lastMs)}, node-side p50 ${fmtMs(rw.nodeSideLastMs.p50)},
+p99 ${fmtMs(rw.nodeSideLastMs.p99)}; relay round trip p50 ${fmtMs(rw.relayRoundTripMs.p50)}; submit acknowledged through the relay p50 ${fmtMs(rw.ackMs.p50)}.` : ' The earlier instrument was not run (BENCH_GOSSIP_RELAY_WATCH=off).'}
 CPU: with nothing submitted each node uses ${l.idleCpuPerNodePct ?? 'n/a'} % of a CPU (beacons); one message at a time costs the 16 nodes
-${l.nodeCpuMsPerMessage ?? 'n/a'} CPU-ms per message on top (with watches; ${gv.quiet.nodeCpuMsPerMessage ?? 'n/a'} without), against ${tp.nodeCpuMsPerMessage ?? 'n/a'} CPU-ms when
-messages come in bulk (throughput run): each hop of a lone message wakes a process (every copy a node receives, ~2 per node,
-arrives on its own), and 16 processes share ${machine.nproc} CPUs, so a message's wave through the cluster is CPU-bound.
+${l.nodeCpuMsPerMessage ?? 'n/a'} CPU-ms per message on top with the probes' watches (the probes themselves ${l.probeCpuMsPerMessage ?? 'n/a'} CPU-ms, the bench
+${l.benchCpuMsPerMessage} CPU-ms), ${gv.quiet.nodeCpuMsPerMessage ?? 'n/a'} without watches${rw ? `, ${rw.nodeCpuMsPerMessage ?? 'n/a'} with the relay watches (the bench ${rw.benchCpuMsPerMessage} CPU-ms and the ${N} relays ${rw.relayCpuMsPerMessage ?? 'n/a'} CPU-ms on top)` : ''}, against
+${tp.nodeCpuMsPerMessage ?? 'n/a'} CPU-ms when messages come in bulk (throughput run): each hop of a lone message wakes a process (every copy a
+node receives, ~2 per node, arrives on its own), and 16 processes share ${machine.nproc} CPUs, so a message's wave through the cluster is CPU-bound.
 ${sf ? `serf latency p90 ${fmtMs(sf.latency.lastMs.p90)}, mean ${fmtMs(sf.latency.lastMs.mean)}${missing(sf.latency.lastMs)}; \`serf event\` (process start + RPC) p50 ${fmtMs(sf.latency.cliMs.p50)}; from its spawn p50 ${fmtMs(sf.latency.fromCliSpawnMs.p50)}; failures ${sf.latency.submitFailures}.` : 'serf was not run (BENCH_GOSSIP_SERF=off).'}
 Throughput runs: ${gv.throughputRuns.map((t) => `${fmtRate(t.perSecond)} (${t.nodeCpuMsPerMessage ?? 'n/a'} node CPU-ms/msg)`).join(', ')}. Median run: ${tp.accepted} of ${tp.messages} submits accepted, acknowledged after ${fmtS(tp.ackedS)}, all ${N} nodes held all after ${fmtS(tp.allStoredS)}
 (per node: fastest ${fmtS(min(present(tp.perNodeS)))}, slowest ${fmtS(max(present(tp.perNodeS)))}); the 16 node processes used ${tp.nodeCpuS ?? 'n/a'} CPU-s
@@ -1021,17 +1266,30 @@ eventually ${d.eventually}/${d.messages * N} (waited ${d.eventualWaitS} s).${sf 
 RSS of the grapevine nodes after all phases: median ${median(present(gv.rssAfterMiB))?.toFixed(1) ?? 'n/a'} MiB, max ${max(present(gv.rssAfterMiB))?.toFixed(1) ?? 'n/a'} MiB.
 
 How it was measured:
-- **Latency.** ${l.messages} messages (grapevine) / ${sf?.latency.messages ?? 0} user events (serf), one at a time, submitted in turn at hosts
-  ${SUBMIT_HOSTS.join(', ')}, each after the previous one reached all ${N} nodes (or ${ARRIVAL_TIMEOUT_MS / 1000} s passed), plus a gap of
-  ${GAP_MIN_MS}–${GAP_MIN_MS + GAP_JITTER_MS} ms; ${WARMUP} warm-up messages first, not counted. A message that never reaches all counts as slower
-  than every other in the percentiles (nearest rank). grapevine: \`GrapevineClient.submit\` through the lab relay; every node is
-  \`watch\`ed by a client through its host's relay and the bench stamps each event on arrival (performance clock); the node sends
-  it right after the SQLite group commit that stored the message. The figure therefore includes two relay hops (a round trip
-  through the relay: p50 ${fmtMs(l.relayRoundTripMs.p50)}), and every watch event wakes a relay process and the bench on the
-  nodes' CPUs. The node-side cross-check needs no relay: max over the 16 stores of received_ms (taken just before the
-  commit) minus the origin's created_ms (1 ms resolution; the namespaces share one clock). A second run of ${gv.quiet.messages} messages
-  without any watch (one every ${gv.quiet.spacingMs} ms, each after the previous was acknowledged) is timed by the stores alone.
-  serf: \`serf event -coalesce=false NAME PAYLOAD\` in the origin's host (\`ip netns exec\`); arrival = the agent's log line
+- **Latency.** grapevine (the headline): ${l.messages} messages on a fixed schedule, one every ${l.spacingMs} ms, in turn at hosts
+  ${SUBMIT_HOSTS.join(', ')}, after ${WARMUP} warm-up messages that are not counted. A probe process runs inside every host's namespace
+  (bench/lib/gossip-probe.mjs, the compiled client, started with \`ip netns exec\` like the lab relay): it \`watch\`es its node
+  over the host's own address (the node sends the event right after the SQLite group commit that stored the message) and
+  stamps each event as soon as its frame is read (bytes decoded after the run) with CLOCK_MONOTONIC (\`process.hrtime.bigint()\`: one kernel clock shared by every namespace, ns
+  resolution, never stepped). The probes run at niceness ${PROBE_NICE} so that, when a node and its probe are both runnable, the
+  stamp waits less for a CPU (the probe's own work per event is one read and a push; its CPU is reported below). The probes at the submit hosts also submit, stamping just before \`submit\` with the same
+  clock. The stamps stay in the probes and reach the bench in one piece after the run, so a watch event costs one wake-up
+  of one small process and nothing else. Latency = the last of the 16 stamps minus the submit stamp; a message that never
+  reaches all counts as slower than every other in the percentiles (nearest rank). The schedule is open-loop: it does not
+  wait for a message to reach all before the next, so a stall of the machine delays every message due during it and each
+  of them counts (waves overlap only when one takes longer than ${l.spacingMs} ms); the earlier instrument's closed loop sent
+  nothing during a stall, which hides those messages from its percentiles. Why this changed (2026-11-22): the
+  earlier instrument (still run, "earlier instrument" rows) \`watch\`ed all 16 nodes from the bench process through the
+  lab relay (node → relay process in the host → unix socket → a 127.0.0.1 forward in the bench → the bench's client),
+  submitted through the relay too, and waited for each message to reach all before the next (plus ${GAP_MIN_MS}–${GAP_MIN_MS + GAP_JITTER_MS} ms):
+  every watch event cost two more process wake-ups, one of them in the single-threaded bench that handled all 16 streams,
+  on the same ${machine.nproc} CPUs as the nodes, so the instrument inflated the very tail it measured. Node-side cross-check
+  (no process of the bench involved): max over the 16 stores of received_ms (taken just before the commit) minus the
+  origin's created_ms (wall clock, 1 ms resolution, shared by the namespaces). A second run of ${gv.quiet.messages} messages without any
+  watch (one every ${gv.quiet.spacingMs} ms, submitted through the relay, each after the previous was acknowledged) is timed by the
+  stores alone: the gap between its node-side figures and the probes' run is what 16 watch streams cost the nodes.
+  serf: ${sf?.latency.messages ?? 0} user events, one at a time, each after the previous reached all ${N} agents (or ${ARRIVAL_TIMEOUT_MS / 1000} s
+  passed) plus ${GAP_MIN_MS}–${GAP_MIN_MS + GAP_JITTER_MS} ms, ${WARMUP} warm-up events first: \`serf event -coalesce=false NAME PAYLOAD\` in the origin's host (\`ip netns exec\`); arrival = the agent's log line
   \`agent: Received event: user-event: NAME\` (its event loop logs it when serf hands the event over, before any handler),
   stamped on arrival in the bench (serf's own log times have 1 s resolution); the clock starts at the origin agent's own line,
   which leaves out the start of the \`serf event\` process (kept separately: "from the spawn"). Each agent also runs
@@ -1051,7 +1309,7 @@ How it was measured:
 - **Delivery under loss.** iptables drops ${LOSS * 100} % of the packets in and out of every host's eth0 (both directions, every protocol;
   the bench's relays reach the nodes over each host's loopback, which is not affected). ${d.messages} messages per system at
   ${LOSS_RATE}/s, in turn at hosts ${SUBMIT_HOSTS.join(', ')}; a (message, node) pair counts when the node stored it by ${LOSS_WINDOW_S} s after the last
-  submit was acknowledged (grapevine: watch arrival; serf: the agent's log line). "Eventually" waits up to ${EVENTUAL_S} s more.
+  submit was acknowledged (grapevine: watch arrival through the relay, as the earlier latency instrument — at 20 messages/s its cost does not matter for a 5 s window; serf: the agent's log line). "Eventually" waits up to ${EVENTUAL_S} s more.
   grapevine nodes run over TCP (a lost segment is retransmitted) with digest anti-entropy every 2 s; serf's user events are
   UDP gossip, retransmitted a bounded number of times, plus its 30 s push-pull.
 `;
@@ -1085,8 +1343,18 @@ async function main(): Promise<void> {
     const cluster = await startGvCluster(lab);
     say(`grapevine: latency over ${MESSAGES} messages`);
     const idleCpuPerS = await gvIdleCpuPerS(cluster);
-    const latency = await gvLatency(cluster, idleCpuPerS);
-    say(`grapevine latency: p50 ${fmtMs(latency.lastMs.p50)}, p99 ${fmtMs(latency.lastMs.p99)} (node-side p50 ${fmtMs(latency.nodeSideLastMs.p50)}, p99 ${fmtMs(latency.nodeSideLastMs.p99)})`);
+    let relayWatch: GvLatency | null = null;
+    if (RELAY_WATCH) {
+      await countOtherLabs('grapevine latency, relay watches');
+      say(`grapevine: latency with the earlier instrument (16 watches through the lab relay into the bench), ${MESSAGES} messages`);
+      relayWatch = await gvLatency(lab, cluster, idleCpuPerS);
+      say(`grapevine latency (relay watches): p50 ${fmtMs(relayWatch.lastMs.p50)}, p99 ${fmtMs(relayWatch.lastMs.p99)} (node-side p50 ${fmtMs(relayWatch.nodeSideLastMs.p50)}, p99 ${fmtMs(relayWatch.nodeSideLastMs.p99)}); CPU-ms per message: nodes ${relayWatch.nodeCpuMsPerMessage}, relays ${relayWatch.relayCpuMsPerMessage}, bench ${relayWatch.benchCpuMsPerMessage}`);
+    }
+    await countOtherLabs('grapevine latency, probes');
+    say(`grapevine: latency with a probe in every host, ${MESSAGES} messages every ${PROBE_SPACING_MS} ms`);
+    const latency = await gvLatencyProbes(lab, cluster, idleCpuPerS);
+    say(`grapevine latency (probes): p50 ${fmtMs(latency.lastMs.p50)}, p99 ${fmtMs(latency.lastMs.p99)} (node-side p50 ${fmtMs(latency.nodeSideLastMs.p50)}, p99 ${fmtMs(latency.nodeSideLastMs.p99)}); CPU-ms per message: nodes ${latency.nodeCpuMsPerMessage}, probes ${latency.probeCpuMsPerMessage}`);
+    await countOtherLabs('grapevine latency, no watches');
     say(`grapevine: latency without watches (node-side timing), ${MESSAGES} messages every ${QUIET_SPACING_MS} ms`);
     const quiet = await gvLatencyQuiet(cluster, idleCpuPerS);
     say(`grapevine latency without watches: node-side p50 ${fmtMs(quiet.nodeSideLastMs.p50)}, p99 ${fmtMs(quiet.nodeSideLastMs.p99)}; ${quiet.nodeCpuMsPerMessage} CPU-ms per message cluster-wide`);
@@ -1115,7 +1383,7 @@ async function main(): Promise<void> {
     const delivery = await gvDelivery(lab, cluster);
     say(`grapevine delivery: ${fmtPct(delivery.ratio)} within ${LOSS_WINDOW_S} s (node-side ${fmtPct(delivery.crossCheckRatio)}), eventually ${fmtPct(delivery.eventualRatio)}`);
     const rssAfterMiB = await Promise.all(cluster.nodes.map((n) => rssMiB(n.pid)));
-    gv = { latency, quiet, throughput, throughputRuns, resync, resyncRuns, delivery, rssAfterMiB: rssAfterMiB.map((r) => round(r, 1)) };
+    gv = { latency, relayWatch, quiet, throughput, throughputRuns, resync, resyncRuns, delivery, rssAfterMiB: rssAfterMiB.map((r) => round(r, 1)) };
     for (const c of [...clients]) closeClient(c);
     await Promise.all(cluster.nodes.map((n) => lab.kill9(n.proc)));
 
@@ -1186,6 +1454,9 @@ async function main(): Promise<void> {
       eventualS: EVENTUAL_S,
       payloadBytes: PAYLOAD_BYTES,
       quietSpacingMs: QUIET_SPACING_MS,
+      probeSpacingMs: PROBE_SPACING_MS,
+      probeNice: PROBE_NICE,
+      relayWatch: RELAY_WATCH,
       serf: RUN_SERF,
     },
     goals: GOALS,

@@ -225,11 +225,18 @@ export class Lab {
     if (!relay) {
       const socketPath = join(this.tmpDir, `relay-h${i}.sock`);
       const proc = this.spawn(i, [process.execPath, '-e', RELAY_SCRIPT, socketPath]);
-      relay = relayReady(proc, 10_000).then(() => socketPath);
+      // 30 s: on a machine loaded by other labs a Node start took more than 10 s.
+      relay = relayReady(proc, 30_000).then(() => socketPath);
       this.relays.set(i, relay);
       relay.catch(() => this.relays.delete(i)); // let the next call try again
     }
     const fwd = await openForward(await relay, ip, port);
+    if (this.destroyed) {
+      // destroy() ran while this forward was being set up (e.g. another host's relay failed):
+      // a listening server left behind would keep the process alive.
+      await fwd.close();
+      throw new Error(`lab ${this.run} was destroyed while forwarding to host ${i}`);
+    }
     this.forwards.add(fwd);
     return fwd;
   }

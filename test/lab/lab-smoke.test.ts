@@ -171,8 +171,15 @@ test('lab: namespaces, TCP, multicast, kill -9, link cut/heal, loss, cleanup', l
   // destroy: no namespace of this run remains, and the processes it started are dead.
   const server2Pid = server2.pid!;
   const run0 = l.run;
+  // A forward still being set up when destroy() runs (its relay already up) must not
+  // leave a listening server behind (it kept a failed bench process alive): it fails.
+  const late = l.forward(1, ECHO_PORT, l.host(0).ip).then(
+    () => 'resolved',
+    (err: Error) => err.message,
+  );
   await l.destroy();
   lab = undefined;
+  assert.match(await late, /destroyed while forwarding/);
   assert.deepEqual((await listNamespaces()).filter((ns) => ns.startsWith(run0)), []);
   assert.equal(pidAlive(server2Pid), false, 'destroy killed the processes the lab started');
 
