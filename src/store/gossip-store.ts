@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { IdFilter } from './id-filter.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
+import { streamKey } from '../core/gossip/message.js';
 import type { GossipMessage } from '../core/gossip/message.js';
 
 /**
@@ -95,11 +96,11 @@ export class GossipStore {
   private readonly insertTx: (items: readonly { message: GossipMessage; receivedMs: number }[], added: Added[]) => void;
   /** Ids of the rows above idsIndexedThrough (not in message_ids yet), with their rowids. */
   private readonly pendingIds = new Map<string, number>();
-  /** The same rows by stream (seqKey) and seq (not in message_seqs yet), with their rowids. */
+  /** The same rows by stream (streamKey) and seq (not in message_seqs yet), with their rowids. */
   private readonly pendingSeqs = new Map<string, Map<number, number>>();
   /** Every id stored or merged since open (may say "maybe" for one that is gone): most inserts skip the message_ids lookup. */
   private readonly idFilter = new IdFilter();
-  /** Per stream (seqKey), at least the highest seq in message_seqs (read at the stream's first insert): a seq above it skips the lookup. */
+  /** Per stream (streamKey), at least the highest seq in message_seqs (read at the stream's first insert): a seq above it skips the lookup. */
   private readonly mergedTop = new Map<string, number>();
   private idsIndexedThrough = 0;
 
@@ -210,7 +211,7 @@ export class GossipStore {
         if (seqs === undefined || m.origin !== lastOrigin || m.incarnation !== lastIncarnation) {
           lastOrigin = m.origin;
           lastIncarnation = m.incarnation;
-          const key = seqKey(m.origin, m.incarnation);
+          const key = streamKey(m.origin, m.incarnation);
           seqs = this.pendingSeqs.get(key);
           if (!seqs) this.pendingSeqs.set(key, (seqs = new Map()));
           let known = this.mergedTop.get(key);
@@ -268,7 +269,7 @@ export class GossipStore {
   private notePending(id: string, origin: string, incarnation: number, seq: number, rowid: number): void {
     this.pendingIds.set(id, rowid);
     this.idFilter.add(id);
-    const key = seqKey(origin, incarnation);
+    const key = streamKey(origin, incarnation);
     let seqs = this.pendingSeqs.get(key);
     if (!seqs) this.pendingSeqs.set(key, (seqs = new Map()));
     seqs.set(seq, rowid);
@@ -346,7 +347,7 @@ export class GossipStore {
       // Rolled back: these rows do not exist.
       for (const { message: m } of added) {
         this.pendingIds.delete(m.id);
-        this.pendingSeqs.get(seqKey(m.origin, m.incarnation))?.delete(m.seq);
+        this.pendingSeqs.get(streamKey(m.origin, m.incarnation))?.delete(m.seq);
       }
       throw err;
     }
@@ -380,7 +381,7 @@ export class GossipStore {
   /** The messages of one stream with these seqs (those still held), in the order asked. */
   bySeqs(origin: string, incarnation: number, seqs: readonly number[]): StoredMessage[] {
     const out: StoredMessage[] = [];
-    const pending = this.pendingSeqs.get(seqKey(origin, incarnation));
+    const pending = this.pendingSeqs.get(streamKey(origin, incarnation));
     // Consecutive seqs (a re-sync asks for thousands) are read as one range, not one query each.
     for (let i = 0; i < seqs.length; ) {
       let j = i;
@@ -438,7 +439,7 @@ export class GossipStore {
     this.db.transaction(() => {
       for (const f of raised) {
         // Rows not merged yet (the newest): found in memory, deleted one by one (no index on messages to scan by).
-        const pending = this.pendingSeqs.get(seqKey(f.origin, f.incarnation));
+        const pending = this.pendingSeqs.get(streamKey(f.origin, f.incarnation));
         if (pending) {
           for (const [seq, rowid] of pending) {
             if (seq > f.floor) continue;
@@ -456,7 +457,7 @@ export class GossipStore {
     // Only once committed: a failed purge leaves memory as the database is.
     for (const r of forgotten) {
       this.pendingIds.delete(r.id);
-      this.pendingSeqs.get(seqKey(r.origin, r.incarnation))?.delete(r.seq);
+      this.pendingSeqs.get(streamKey(r.origin, r.incarnation))?.delete(r.seq);
     }
     return raised;
   }
@@ -492,11 +493,6 @@ export class GossipStore {
 interface Added {
   readonly message: GossipMessage;
   readonly rowid: number;
-}
-
-/** The key of a stream in pendingSeqs (NUL: node ids never contain one). */
-function seqKey(origin: string, incarnation: number): string {
-  return `${origin}\u0000${incarnation}`;
 }
 
 function fromRow(r: Row): StoredMessage {
