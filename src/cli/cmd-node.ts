@@ -80,13 +80,17 @@ export async function nodeMain(argv: string[]): Promise<number> {
     }
   }
   log.info({ id: node.id, addr: `${config.host}:${config.port}`, dataDir: config.dataDir, resp: respPort }, 'node up');
+  const dumpStats = (): void => log.info({ gossip: { ...node.status().gossip, ...node.gossip.storeWork() }, cpuUs: process.cpuUsage() }, 'stats');
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'stopping');
       void (resp?.close() ?? Promise.resolve()).then(() => node.stop()).then(resolve, resolve);
     };
+    // A snapshot of the counters in the log, for a bench that diffs them per phase (no port, no timer).
+    process.on('SIGUSR2', dumpStats);
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  process.off('SIGUSR2', dumpStats);
   return 0;
 }
