@@ -109,6 +109,8 @@ export class GossipStore {
    * ms — asks for it.
    */
   private rows = 0;
+  /** The highest rowid stored so far (read at open): rows above a mark taken before a commit are that commit's. */
+  private topRowid = 0;
   /** The highest rowid in pendingIds (rowids only grow): a merge through it empties the maps at once. */
   private pendingTopRowid = 0;
   /** Id merges and retention passes so far, and the wall time they took (ms): their cost shows in a node's stats. */
@@ -237,6 +239,7 @@ export class GossipStore {
         const rowid = Number(r.lastInsertRowid);
         this.pendingIds.set(m.id, rowid);
         this.pendingTopRowid = rowid;
+        this.topRowid = rowid;
         this.idFilter.add(m.id);
         seqs.set(m.seq, rowid);
         added.push({ message: m, rowid });
@@ -245,6 +248,7 @@ export class GossipStore {
     this.idsIndexedThrough = this.stmts.idsThrough.get()?.value ?? 0;
     this.loadIdFilter();
     this.rows = this.stmts.count.get()!.n;
+    this.topRowid = this.stmts.maxRowid.get()!.r ?? 0;
   }
 
   /**
@@ -406,6 +410,16 @@ export class GossipStore {
       if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     });
     this.db.pragma('wal_autocheckpoint = 0');
+  }
+
+  /** The highest rowid stored so far: the rows a later commit stores are above it. */
+  get lastRowid(): number {
+    return this.topRowid;
+  }
+
+  /** Seq → rowid of one stream's rows not merged into message_seqs yet (the newest): read-only, valid until the next insert. */
+  unmergedRowids(origin: string, incarnation: number): ReadonlyMap<number, number> | undefined {
+    return this.pendingSeqs.get(streamKey(origin, incarnation));
   }
 
   get(id: string): StoredMessage | undefined {
