@@ -69,8 +69,16 @@ const CHECKPOINT_INTERVAL_MS = 500;
 const WAL_BYTES_KEPT = 8 * 1024 * 1024;
 /** SQLite's default, used again if the checkpoint thread fails. */
 const WAL_AUTOCHECKPOINT_PAGES = 1_000;
-/** Ids held in memory before they are merged into `message_ids` (about 100 bytes each). */
+/** Ids held in memory before they are merged into `message_ids` (about 100 bytes each), on average. */
 const ID_MERGE_ROWS = 32_768;
+/**
+ * Each merge point is drawn from ID_MERGE_ROWS × [1 - this, 1 + this]. Every
+ * node of a flood stores the same messages, so with one fixed point all of
+ * them merged at the same moment (~100–200 ms of CPU each; 16 nodes on 2
+ * cores stalled together for over a second, and anti-entropy then resent
+ * what was stuck in flight). Apart, the cost is the same but spread out.
+ */
+const ID_MERGE_JITTER = 0.25;
 /** A merge at open (a store from before `message_ids`) goes in steps of this many rows. */
 const ID_MERGE_STEP_ROWS = 100_000;
 
@@ -103,6 +111,8 @@ export class GossipStore {
   /** Per stream (streamKey), at least the highest seq in message_seqs (read at the stream's first insert): a seq above it skips the lookup. */
   private readonly mergedTop = new Map<string, number>();
   private idsIndexedThrough = 0;
+  /** Pending ids that trigger the next merge (idMergeRows, jittered). */
+  private nextMergeAt: number;
   /**
    * Rows held, kept in memory: `SELECT count(*)` walks the whole table (12 ms
    * at 160k messages), and status() — which benches and tests poll every few
@@ -119,7 +129,9 @@ export class GossipStore {
   private constructor(
     private readonly path: string,
     private readonly idMergeRows: number,
+    private readonly idMergeJitter: number,
   ) {
+    this.nextMergeAt = this.drawMergePoint();
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -321,6 +333,7 @@ export class GossipStore {
     }
     this.work.idMerges += 1;
     this.work.idMergeMs += performance.now() - t0;
+    this.nextMergeAt = this.drawMergePoint();
   }
 
   /** Drops the rows up to `through` from the maps of unmerged rows (a merge that leaves newer rows pending). */
@@ -371,10 +384,19 @@ export class GossipStore {
     })();
   }
 
-  /** `idMergeRows`: ids held in memory before a merge into message_ids (tests make it small). */
-  static open(dataDir: string, options: { idMergeRows?: number } = {}): GossipStore {
+  /**
+   * `idMergeRows`: ids held in memory before a merge into message_ids, and
+   * `idMergeJitter` how far each merge point may stray from it (a fraction);
+   * tests make the rows small, and exact unless they ask for jitter.
+   */
+  static open(dataDir: string, options: { idMergeRows?: number; idMergeJitter?: number } = {}): GossipStore {
     mkdirSync(dataDir, { recursive: true });
-    return new GossipStore(join(dataDir, 'gossip.db'), options.idMergeRows ?? ID_MERGE_ROWS);
+    const jitter = options.idMergeJitter ?? (options.idMergeRows === undefined ? ID_MERGE_JITTER : 0);
+    return new GossipStore(join(dataDir, 'gossip.db'), options.idMergeRows ?? ID_MERGE_ROWS, jitter);
+  }
+
+  private drawMergePoint(): number {
+    return Math.round(this.idMergeRows * (1 - this.idMergeJitter + 2 * this.idMergeJitter * Math.random()));
   }
 
   /** Stores messages in one transaction; returns how many were new. */
@@ -392,7 +414,7 @@ export class GossipStore {
     }
     this.rows += added.length;
     if (added.length > 0 && !this.checkpointerStarted) this.startCheckpointer();
-    if (this.pendingIds.size >= this.idMergeRows) this.mergeIdsThrough(added.length > 0 ? added[added.length - 1]!.rowid : this.stmts.maxRowid.get()!.r ?? 0);
+    if (this.pendingIds.size >= this.nextMergeAt) this.mergeIdsThrough(added.length > 0 ? added[added.length - 1]!.rowid : this.stmts.maxRowid.get()!.r ?? 0);
     return added.length;
   }
 

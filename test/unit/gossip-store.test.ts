@@ -375,3 +375,25 @@ test('count() is kept in memory and always equals the rows in the table: duplica
   assert.equal(again.count(), 0);
   assert.equal(rowsInTable(), 0);
 });
+
+test('id merges come at jittered points, so nodes that store the same flood do not all merge at once', (t) => {
+  const s = GossipStore.open(dir(t), { idMergeRows: 40, idMergeJitter: 0.5 });
+  t.after(() => s.close());
+  const points: number[] = [];
+  let since = 0;
+  for (let i = 1; i <= 1_000; i++) {
+    s.insertMany([{ message: msg('j', 1, i), receivedMs: i }]);
+    since += 1;
+    if (s.work.idMerges > points.length) {
+      points.push(since);
+      since = 0;
+    }
+  }
+  assert.ok(points.length >= 15, `${points.length} merges`);
+  for (const p of points) assert.ok(p >= 20 && p <= 60, `a merge after ${p} rows, outside 40 ± 50 %`);
+  assert.ok(new Set(points).size > 3, `merge points vary: ${points.join(' ')}`);
+  // Everything stays findable across the merges.
+  assert.equal(s.count(), 1_000);
+  assert.deepEqual(keys(s.bySeqs('j', 1, [1, 500, 1_000])), ['j/1/1', 'j/1/500', 'j/1/1000']);
+  assert.equal(s.get(msg('j', 1, 777).id)!.seq, 777);
+});
