@@ -13,7 +13,7 @@ test('submits issued together leave in one write and are answered one by one', a
   const server = net.createServer((socket) => {
     const conn = new FramedConnection(socket);
     conn.on('envelope', (env) => {
-      if (env.body.case === 'hello') conn.reply(env, { body: helloBody({ cluster: 'c', id: 'nodeAAAAAAA', incarnation: 1, role: 'node' }) });
+      if (env.body.case === 'hello') conn.reply(env, { body: helloBody({ cluster: 'c', id: 'nodeAAAAAAA', incarnation: 1, role: 'peer' }) });
       else if (env.body.case === 'submitRequest') conn.reply(env, { body: { case: 'submitResponse', value: { id: `id-${env.body.value.text}` } } });
     });
   });
