@@ -11,7 +11,12 @@
  *        relay-watch instrument (see "How arrival is observed");
  *     2. sustained submit throughput with every node storing: many
  *        concurrent submits from several clients at several nodes, counted
- *        until every node holds all of them;
+ *        until every node holds all of them; per run it also prints (and keeps
+ *        in the JSON) each node's CPU-ms per message, the acknowledgement
+ *        latency, and how the nodes' gossip counters grew (a 'stats' line each
+ *        node logs on SIGUSR2 before and after: duplicate copies, drops at the
+ *        write-queue bound, anti-entropy requests and messages sent / held back
+ *        / fetched, group commits and messages per commit, id merges);
  *     3. re-sync: a node killed with -9 misses BENCH_GOSSIP_RESYNC_MESSAGES
  *        (default 10,000) messages, is restarted with its data dir, and is
  *        timed until it holds them all;
