@@ -11,7 +11,12 @@
  *        relay-watch instrument (see "How arrival is observed");
  *     2. sustained submit throughput with every node storing: many
  *        concurrent submits from several clients at several nodes, counted
- *        until every node holds all of them;
+ *        until every node holds all of them; per run it also prints (and keeps
+ *        in the JSON) each node's CPU-ms per message, the acknowledgement
+ *        latency, and how the nodes' gossip counters grew (a 'stats' line each
+ *        node logs on SIGUSR2 before and after: duplicate copies, drops at the
+ *        write-queue bound, anti-entropy requests and messages sent / held back
+ *        / fetched, group commits and messages per commit, id merges);
  *     3. re-sync: a node killed with -9 misses BENCH_GOSSIP_RESYNC_MESSAGES
  *        (default 10,000) messages, is restarted with its data dir, and is
  *        timed until it holds them all;
@@ -99,7 +104,7 @@ import { listNamespaces } from '../test/helpers/lab-ns.js';
 import { startGv } from './lib/grapevine.js';
 import { monoMs, startProbes } from './lib/gossip-probes.js';
 import type { Probe } from './lib/gossip-probes.js';
-import type { GvNode } from './lib/grapevine.js';
+import type { GvNode, GvRecord } from './lib/grapevine.js';
 import { receivedTimes, storedCount } from './lib/gossip-db.js';
 import { cpuSeconds, rssMiB } from './lib/host-stats.js';
 import { sleep, waitFor } from './lib/lines.js';
@@ -703,6 +708,26 @@ interface Throughput {
   readonly nodeCpuS: number | null;
   readonly nodeCpuMsPerMessage: number | null;
   readonly benchCpuS: number;
+  /** Sums over the nodes of their gossip counters' growth during the run (from 'stats' lines, SIGUSR2), and per-node CPU-ms per message. */
+  readonly counters?: Record<string, number>;
+  readonly perNodeCpuMsPerMessage?: (number | null)[];
+  readonly ackMs?: Dist;
+}
+
+/** Every live node's 'stats' line (SIGUSR2). */
+async function statsOf(cluster: GvCluster, live: readonly number[]): Promise<(GvRecord | undefined)[]> {
+  return Promise.all(live.map((i) => cluster.nodes[i]!.stats()));
+}
+
+function counterGrowth(a: readonly (GvRecord | undefined)[], b: readonly (GvRecord | undefined)[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]?.gossip;
+    const y = b[i]?.gossip;
+    if (!x || !y) continue;
+    for (const [k, v] of Object.entries(y)) out[k] = (out[k] ?? 0) + v - (x[k] ?? 0);
+  }
+  return out;
 }
 
 /** Polls status().messages of the given clients until each reaches target; per client the time it did (epoch ms) or null. */
@@ -741,8 +766,10 @@ async function gvThroughput(cluster: GvCluster, count: number, live: readonly nu
   const base = await settledCount(pollers, 60_000);
   const submitters = await Promise.all(submitHosts.map((h) => connect(cluster.fwds[h]!)));
   const pids = live.map((i) => cluster.nodes[i]!.pid);
+  const stats0 = await statsOf(cluster, live);
   const cpu0 = present(await Promise.all(pids.map((p) => cpuSeconds(p))));
   const bench0 = process.cpuUsage();
+  const acks: number[] = [];
   let next = 0;
   let errors = 0;
   let firstError = '';
@@ -754,7 +781,9 @@ async function gvThroughput(cluster: GvCluster, count: number, live: readonly nu
         while (next < count) {
           const k = next++;
           try {
+            const ts = now();
             await c.submit(text(tag, k));
+            acks.push(now() - ts);
           } catch (err) {
             errors += 1;
             firstError ||= (err as Error).message;
@@ -770,6 +799,9 @@ async function gvThroughput(cluster: GvCluster, count: number, live: readonly nu
   const done = await pollUntil(pollers, target, 120_000, 20);
   const cpu1 = present(await Promise.all(pids.map((p) => cpuSeconds(p))));
   const benchCpu = process.cpuUsage(bench0);
+  const stats1 = await statsOf(cluster, live);
+  const counters = counterGrowth(stats0, stats1);
+  const perNodeCpuMsPerMessage = cpu0.length === pids.length && cpu1.length === pids.length ? cpu1.map((c, i) => round(((c - cpu0[i]!) * 1000) / (count - errors), 3)) : [];
   submitters.forEach(closeClient);
   pollers.forEach(closeClient);
   const allDone = done.every((d) => d !== null) ? max(done as number[])! : null;
@@ -798,6 +830,9 @@ async function gvThroughput(cluster: GvCluster, count: number, live: readonly nu
     nodeCpuS: round(nodeCpu, 2),
     nodeCpuMsPerMessage: nodeCpu === null ? null : round((nodeCpu * 1000) / accepted, 3),
     benchCpuS: round((benchCpu.user + benchCpu.system) / 1e6, 2)!,
+    counters,
+    perNodeCpuMsPerMessage,
+    ackMs: dist(acks),
   };
 }
 
@@ -1375,6 +1410,7 @@ async function main(): Promise<void> {
       const t = await gvThroughput(cluster, TP_MESSAGES, lab.hosts.map((h) => h.index), TP_HOSTS, `tp${r}`);
       throughputRuns.push(t);
       say(`grapevine throughput: ${fmtRate(t.perSecond)} (all stored after ${fmtS(t.allStoredS)}; acknowledged ${fmtRate(t.ackedPerSecond)}; node-side ${fmtRate(t.nodeSidePerSecond)}; ${t.nodeCpuMsPerMessage} node CPU-ms per message)`);
+      say(`  counters ${JSON.stringify(t.counters)}; ack ms p50 ${t.ackMs?.p50} p99 ${t.ackMs?.p99}; bench CPU ${t.benchCpuS} s; per-node CPU-ms/msg ${JSON.stringify(t.perNodeCpuMsPerMessage)}`);
     }
     // The median run by rate (a run that never completed counts as the slowest).
     const throughput = [...throughputRuns].sort((a, b) => (a.perSecond ?? -1) - (b.perSecond ?? -1))[Math.floor(throughputRuns.length / 2)]!;

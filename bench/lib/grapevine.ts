@@ -18,6 +18,9 @@ export interface GvRecord {
   readonly alive?: number;
   readonly id?: string;
   readonly stalledMs?: number;
+  /** A 'stats' line (SIGUSR2): the gossip counters and the process's cpuUsage (µs). */
+  readonly gossip?: Record<string, number>;
+  readonly cpuUs?: { user: number; system: number };
   /** The whole line, kept only when BENCH_LOG_DIR asks for the logs. */
   readonly raw?: string;
 }
@@ -51,6 +54,7 @@ export class GvNode {
         ...(typeof v.alive === 'number' ? { alive: v.alive } : {}),
         ...(typeof v.id === 'string' ? { id: v.id } : {}),
         ...(typeof v.stalledMs === 'number' ? { stalledMs: v.stalledMs } : {}),
+        ...(v.msg === 'stats' ? { gossip: v.gossip as Record<string, number>, cpuUs: v.cpuUs as { user: number; system: number } } : {}),
         ...(KEEP_RAW ? { raw: line } : {}),
       });
     });
@@ -82,6 +86,19 @@ export class GvNode {
   /** Time of the first record with one of msgs about member at or after sinceMs. */
   firstAbout(msgs: readonly string[], member: string, sinceMs: number): number | undefined {
     return this.records.find((r) => r.member === member && r.time >= sinceMs && msgs.includes(r.msg))?.time;
+  }
+
+  /** Asks the node for a 'stats' line and waits for it (undefined if none within timeoutMs). */
+  async stats(timeoutMs = 2_000): Promise<GvRecord | undefined> {
+    const before = this.records.length;
+    if (!this.running) return undefined;
+    this.proc.kill('SIGUSR2');
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      for (let i = before; i < this.records.length; i++) if (this.records[i]!.msg === 'stats') return this.records[i];
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return undefined;
   }
 
   between(msg: string, fromMs: number, toMs: number): GvRecord[] {

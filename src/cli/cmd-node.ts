@@ -57,6 +57,16 @@ export async function nodeMain(argv: string[]): Promise<number> {
   const log = createLogger(logLevel, { node: config.id ?? `${config.host}:${config.port}` });
   const node = new GrapevineNode(config, log);
   serveClients(node);
+  // SIGUSR2: one 'stats' line with the counters, for a bench that diffs them per phase (no port, no timer).
+  // Installed before the start: the signal's default action would end the process.
+  const dumpStats = (): void => {
+    try {
+      log.info({ gossip: { ...node.status().gossip, ...node.gossip.storeWork() }, cpuUs: process.cpuUsage() }, 'stats');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'no stats yet');
+    }
+  };
+  process.on('SIGUSR2', dumpStats);
   try {
     await node.start();
   } catch (err) {
@@ -88,5 +98,6 @@ export async function nodeMain(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  process.off('SIGUSR2', dumpStats);
   return 0;
 }

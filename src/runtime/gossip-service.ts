@@ -1,6 +1,5 @@
 import { hash } from 'node:crypto';
 import { GossipCore, GOSSIP_DEFAULTS } from '../core/gossip/gossip.js';
-import { streamKey } from '../core/gossip/message.js';
 import type { GossipMessage, TextProblem } from '../core/gossip/message.js';
 import type { StreamDigest } from '../core/gossip/streams.js';
 import { GossipStore, RETENTION_DEFAULTS } from '../store/gossip-store.js';
@@ -107,10 +106,13 @@ export class GossipService implements Service {
   /** Pulls whose answer has not come yet (at most one per neighbour). */
   private readonly pullsOpen = new Set<string>();
   private readonly pullTimers = new Map<string, NodeJS.Timeout>();
-  /** (stream, seq) of what we stored within IN_FLIGHT_WINDOW_MS, oldest first. */
-  private readonly recent = new Map<string, Set<number>>();
-  /** One entry per commit: when, and the (stream, seq) pairs it stored (numbers, no string per message). */
-  private recentQueue: { atMs: number; streams: Set<number>[]; seqs: number[] }[] = [];
+  /**
+   * One entry per commit within IN_FLIGHT_WINDOW_MS, oldest first: when, and
+   * the store's last rowid before it. Rowids follow storing order, so a row
+   * above the oldest entry's mark was stored within the window — two numbers
+   * per commit instead of a set entry per message.
+   */
+  private recentCommits: { atMs: number; afterRowid: number }[] = [];
   /** Bumped on every commit: a neighbour last synced at the current version has nothing new from us. */
   private version = 0;
   private readonly lastSync = new Map<string, { version: number; atMs: number }>();
@@ -120,7 +122,26 @@ export class GossipService implements Service {
   private readonly selfPathEntry: Uint8Array;
   /** Bound once: the hand decoder asks it for every message of a batch. */
   private readonly isHeld = (origin: string, incarnation: number, seq: number): boolean => this.core?.has(origin, incarnation, seq) ?? false;
-  readonly stats = { submitted: 0, received: 0, duplicates: 0, invalid: 0, dropped: 0, synced: 0 };
+  /**
+   * Counters since start (status, and the `stats` log line on SIGUSR2): what
+   * a message costs under load shows in them — copies that arrived twice,
+   * writes dropped at the queue bound, messages anti-entropy fetched or sent
+   * (each far dearer than a flooded copy), and how many group commits carried
+   * how many messages.
+   */
+  readonly stats = {
+    submitted: 0,
+    received: 0,
+    duplicates: 0,
+    invalid: 0,
+    dropped: 0,
+    synced: 0,
+    commits: 0,
+    committedMessages: 0,
+    syncRequests: 0,
+    syncSent: 0,
+    syncHeldBack: 0,
+  };
 
   constructor(private readonly options: GossipOptions) {
     this.offences = new RateLimitedLog(options.log);
@@ -160,8 +181,7 @@ export class GossipService implements Service {
     this.pullsOpen.clear();
     for (const t of this.pullTimers.values()) clearTimeout(t);
     this.pullTimers.clear();
-    this.recent.clear();
-    this.recentQueue = [];
+    this.recentCommits = [];
     this.lastSync.clear();
   }
 
@@ -188,6 +208,11 @@ export class GossipService implements Service {
 
   count(): number {
     return this.store?.count() ?? 0;
+  }
+
+  /** The store's id merges and retention passes so far (count and ms), for the stats line. */
+  storeWork(): Readonly<Record<string, number>> {
+    return this.store?.work ?? {};
   }
 
   /** Calls `listener` for every message stored from now on; returns the unsubscribe. */
@@ -282,6 +307,7 @@ export class GossipService implements Service {
     if (batch.length === 0) return;
     this.pending = [];
     const store = this.store;
+    let afterRowid = 0;
     const neighbours = this.options.neighbours();
     const outbox = new Map<string, Uint8Array[]>();
     const { overlayOf, overlayStableSinceMs } = this.options;
@@ -293,6 +319,7 @@ export class GossipService implements Service {
     outbox.clear();
     try {
       if (!store) throw new GossipError('unavailable', 'the gossip store is closed');
+      afterRowid = store.lastRowid;
       store.insertMany(batch);
     } catch (err) {
       this.options.log.error({ err: (err as Error).message, messages: batch.length }, 'gossip write failed');
@@ -307,7 +334,9 @@ export class GossipService implements Service {
       return;
     }
     this.version += 1;
-    this.noteRecent(batch);
+    this.stats.commits += 1;
+    this.stats.committedMessages += batch.length;
+    this.noteRecent(afterRowid);
     for (const w of batch) {
       if (w.onDone) {
         this.flood(w.message, neighbours, outbox, neighboursOf);
@@ -461,6 +490,8 @@ export class GossipService implements Service {
     }
     const theirs = env.body.value.streams.map(digestFromWire).filter((d): d is StreamDigest => d !== undefined);
     const { messages, more } = this.lacking(peerId, theirs);
+    this.stats.syncRequests += 1;
+    this.stats.syncSent += messages.length;
     const streams = core.digest().map(digestToWire);
     conn.reply(env, { body: { case: 'syncResponse', value: { messages, more, streams } } });
     if (messages.length > 0) this.options.log.debug({ peer: peerId, sent: messages.length }, 'anti-entropy answered');
@@ -481,6 +512,7 @@ export class GossipService implements Service {
     if (!core || !store) return { messages: [], more: false };
     const plan = core.plan(theirs, this.options.syncBatchMax);
     this.forgetOldRecent(performance.now());
+    const youngAboveRowid = this.recentCommits[0]?.afterRowid ?? Number.POSITIVE_INFINITY;
     const messages = [];
     const youngAfterMs = Date.now() - IN_FLIGHT_WINDOW_MS;
     let bytes = 0;
@@ -488,9 +520,9 @@ export class GossipService implements Service {
     let heldBack = 0;
     outer: for (const p of plan) {
       // Young messages are skipped before the store is read: under load most of a plan is still in flight.
-      const stream = streamKey(p.origin, p.incarnation);
-      const young = this.recent.get(stream);
-      const seqs = young === undefined ? p.seqs : p.seqs.filter((seq) => !young.has(seq));
+      // They are the newest rows, not merged yet, so memory knows their rowids (a merged one is judged by its receivedMs below).
+      const unmerged = store.unmergedRowids(p.origin, p.incarnation);
+      const seqs = unmerged === undefined ? p.seqs : p.seqs.filter((seq) => !((unmerged.get(seq) ?? 0) > youngAboveRowid));
       heldBack += p.seqs.length - seqs.length;
       for (const m of store.bySeqs(p.origin, p.incarnation, seqs)) {
         if (m.receivedMs > youngAfterMs) {
@@ -507,44 +539,22 @@ export class GossipService implements Service {
       }
     }
     const planned = plan.reduce((n, p) => n + p.seqs.length, 0);
+    this.stats.syncHeldBack += heldBack;
     return { messages, more: truncated || heldBack > 0 || planned >= this.options.syncBatchMax };
   }
 
-  /** Remembers what this commit stored, for IN_FLIGHT_WINDOW_MS (see lacking). */
-  private noteRecent(batch: readonly PendingWrite[]): void {
+  /** Remembers where this commit's rows start, for IN_FLIGHT_WINDOW_MS (see lacking). */
+  private noteRecent(afterRowid: number): void {
     const nowMs = performance.now();
-    const streams: Set<number>[] = [];
-    const seqs: number[] = [];
-    // A commit holds runs of the same stream: its key is made once per run.
-    let lastOrigin = '';
-    let lastIncarnation = -1;
-    let set: Set<number> | undefined;
-    for (const { message: m } of batch) {
-      if (set === undefined || m.origin !== lastOrigin || m.incarnation !== lastIncarnation) {
-        lastOrigin = m.origin;
-        lastIncarnation = m.incarnation;
-        const key = streamKey(m.origin, m.incarnation);
-        set = this.recent.get(key);
-        if (!set) this.recent.set(key, (set = new Set()));
-      }
-      set.add(m.seq);
-      streams.push(set);
-      seqs.push(m.seq);
-    }
-    this.recentQueue.push({ atMs: nowMs, streams, seqs });
+    this.recentCommits.push({ atMs: nowMs, afterRowid });
     this.forgetOldRecent(nowMs);
   }
 
   private forgetOldRecent(nowMs: number): void {
     const cutMs = nowMs - IN_FLIGHT_WINDOW_MS;
     let drop = 0;
-    while (drop < this.recentQueue.length && this.recentQueue[drop]!.atMs <= cutMs) {
-      const { streams, seqs } = this.recentQueue[drop++]!;
-      for (let i = 0; i < seqs.length; i++) streams[i]!.delete(seqs[i]!);
-    }
-    if (drop === 0) return;
-    this.recentQueue.splice(0, drop);
-    for (const [key, set] of this.recent) if (set.size === 0) this.recent.delete(key);
+    while (drop < this.recentCommits.length && this.recentCommits[drop]!.atMs <= cutMs) drop += 1;
+    if (drop > 0) this.recentCommits.splice(0, drop);
   }
 
   private purge(): void {

@@ -69,8 +69,16 @@ const CHECKPOINT_INTERVAL_MS = 500;
 const WAL_BYTES_KEPT = 8 * 1024 * 1024;
 /** SQLite's default, used again if the checkpoint thread fails. */
 const WAL_AUTOCHECKPOINT_PAGES = 1_000;
-/** Ids held in memory before they are merged into `message_ids` (about 100 bytes each). */
+/** Ids held in memory before they are merged into `message_ids` (about 100 bytes each), on average. */
 const ID_MERGE_ROWS = 32_768;
+/**
+ * Each merge point is drawn from ID_MERGE_ROWS × [1 - this, 1 + this]. Every
+ * node of a flood stores the same messages, so with one fixed point all of
+ * them merged at the same moment (~100–200 ms of CPU each; 16 nodes on 2
+ * cores stalled together for over a second, and anti-entropy then resent
+ * what was stuck in flight). Apart, the cost is the same but spread out.
+ */
+const ID_MERGE_JITTER = 0.25;
 /** A merge at open (a store from before `message_ids`) goes in steps of this many rows. */
 const ID_MERGE_STEP_ROWS = 100_000;
 
@@ -103,11 +111,27 @@ export class GossipStore {
   /** Per stream (streamKey), at least the highest seq in message_seqs (read at the stream's first insert): a seq above it skips the lookup. */
   private readonly mergedTop = new Map<string, number>();
   private idsIndexedThrough = 0;
+  /** Pending ids that trigger the next merge (idMergeRows, jittered). */
+  private nextMergeAt: number;
+  /**
+   * Rows held, kept in memory: `SELECT count(*)` walks the whole table (12 ms
+   * at 160k messages), and status() — which benches and tests poll every few
+   * ms — asks for it.
+   */
+  private rows = 0;
+  /** The highest rowid stored so far (read at open): rows above a mark taken before a commit are that commit's. */
+  private topRowid = 0;
+  /** The highest rowid in pendingIds (rowids only grow): a merge through it empties the maps at once. */
+  private pendingTopRowid = 0;
+  /** Id merges and retention passes so far, and the wall time they took (ms): their cost shows in a node's stats. */
+  readonly work = { idMerges: 0, idMergeMs: 0, purges: 0, purgeMs: 0 };
 
   private constructor(
     private readonly path: string,
     private readonly idMergeRows: number,
+    private readonly idMergeJitter: number,
   ) {
+    this.nextMergeAt = this.drawMergePoint();
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -226,6 +250,8 @@ export class GossipStore {
         const r = insert.run(m.id, m.origin, m.incarnation, m.seq, m.text, m.createdMs, receivedMs, JSON.stringify(m.path));
         const rowid = Number(r.lastInsertRowid);
         this.pendingIds.set(m.id, rowid);
+        this.pendingTopRowid = rowid;
+        this.topRowid = rowid;
         this.idFilter.add(m.id);
         seqs.set(m.seq, rowid);
         added.push({ message: m, rowid });
@@ -233,6 +259,8 @@ export class GossipStore {
     });
     this.idsIndexedThrough = this.stmts.idsThrough.get()?.value ?? 0;
     this.loadIdFilter();
+    this.rows = this.stmts.count.get()!.n;
+    this.topRowid = this.stmts.maxRowid.get()!.r ?? 0;
   }
 
   /**
@@ -268,6 +296,7 @@ export class GossipStore {
 
   private notePending(id: string, origin: string, incarnation: number, seq: number, rowid: number): void {
     this.pendingIds.set(id, rowid);
+    if (rowid > this.pendingTopRowid) this.pendingTopRowid = rowid;
     this.idFilter.add(id);
     const key = streamKey(origin, incarnation);
     let seqs = this.pendingSeqs.get(key);
@@ -277,6 +306,7 @@ export class GossipStore {
 
   /** Moves the ids and coordinates of rows up to `through` into message_ids and message_seqs, each in key order (each page written once). */
   private mergeIdsThrough(through: number): void {
+    const t0 = performance.now();
     this.db.transaction(() => {
       this.stmts.mergeIds.run(this.idsIndexedThrough, through);
       this.stmts.mergeSeqs.run(this.idsIndexedThrough, through);
@@ -286,6 +316,28 @@ export class GossipStore {
       if (bits) this.stmts.saveFilter.run(bits);
     })();
     this.idsIndexedThrough = through;
+    if (through >= this.pendingTopRowid) {
+      // The usual case (a merge takes every row stored so far): the maps are
+      // emptied at once. Deleting 32k string keys one by one was about a
+      // third of a merge's CPU, and every node of a flood merges at the same moment.
+      for (const [key, seqs] of this.pendingSeqs) {
+        let top = this.mergedTop.get(key);
+        if (top === undefined) continue; // read at the stream's next insert
+        for (const seq of seqs.keys()) if (seq > top) top = seq;
+        this.mergedTop.set(key, top);
+      }
+      this.pendingIds.clear();
+      this.pendingSeqs.clear();
+    } else {
+      this.mergePartOfPending(through);
+    }
+    this.work.idMerges += 1;
+    this.work.idMergeMs += performance.now() - t0;
+    this.nextMergeAt = this.drawMergePoint();
+  }
+
+  /** Drops the rows up to `through` from the maps of unmerged rows (a merge that leaves newer rows pending). */
+  private mergePartOfPending(through: number): void {
     for (const [id, rowid] of this.pendingIds) if (rowid <= through) this.pendingIds.delete(id);
     for (const [key, seqs] of this.pendingSeqs) {
       // A stream whose top was not read yet reads it at its next insert.
@@ -332,10 +384,19 @@ export class GossipStore {
     })();
   }
 
-  /** `idMergeRows`: ids held in memory before a merge into message_ids (tests make it small). */
-  static open(dataDir: string, options: { idMergeRows?: number } = {}): GossipStore {
+  /**
+   * `idMergeRows`: ids held in memory before a merge into message_ids, and
+   * `idMergeJitter` how far each merge point may stray from it (a fraction);
+   * tests make the rows small, and exact unless they ask for jitter.
+   */
+  static open(dataDir: string, options: { idMergeRows?: number; idMergeJitter?: number } = {}): GossipStore {
     mkdirSync(dataDir, { recursive: true });
-    return new GossipStore(join(dataDir, 'gossip.db'), options.idMergeRows ?? ID_MERGE_ROWS);
+    const jitter = options.idMergeJitter ?? (options.idMergeRows === undefined ? ID_MERGE_JITTER : 0);
+    return new GossipStore(join(dataDir, 'gossip.db'), options.idMergeRows ?? ID_MERGE_ROWS, jitter);
+  }
+
+  private drawMergePoint(): number {
+    return Math.round(this.idMergeRows * (1 - this.idMergeJitter + 2 * this.idMergeJitter * Math.random()));
   }
 
   /** Stores messages in one transaction; returns how many were new. */
@@ -351,8 +412,9 @@ export class GossipStore {
       }
       throw err;
     }
+    this.rows += added.length;
     if (added.length > 0 && !this.checkpointerStarted) this.startCheckpointer();
-    if (this.pendingIds.size >= this.idMergeRows) this.mergeIdsThrough(added.length > 0 ? added[added.length - 1]!.rowid : this.stmts.maxRowid.get()!.r ?? 0);
+    if (this.pendingIds.size >= this.nextMergeAt) this.mergeIdsThrough(added.length > 0 ? added[added.length - 1]!.rowid : this.stmts.maxRowid.get()!.r ?? 0);
     return added.length;
   }
 
@@ -370,6 +432,16 @@ export class GossipStore {
       if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     });
     this.db.pragma('wal_autocheckpoint = 0');
+  }
+
+  /** The highest rowid stored so far: the rows a later commit stores are above it. */
+  get lastRowid(): number {
+    return this.topRowid;
+  }
+
+  /** Seq → rowid of one stream's rows not merged into message_seqs yet (the newest): read-only, valid until the next insert. */
+  unmergedRowids(origin: string, incarnation: number): ReadonlyMap<number, number> | undefined {
+    return this.pendingSeqs.get(streamKey(origin, incarnation));
   }
 
   get(id: string): StoredMessage | undefined {
@@ -411,7 +483,7 @@ export class GossipStore {
   }
 
   count(): number {
-    return this.stmts.count.get()!.n;
+    return this.rows;
   }
 
   /** Every (stream, seq) held, for rebuilding the core's bookkeeping at start. */
@@ -434,8 +506,10 @@ export class GossipStore {
     const byAge = this.lastReceivedBefore(nowMs - policy.retainMs, maxRowid);
     const cut = Math.max(byCount, byAge);
     if (cut <= 0) return [];
+    const t0 = performance.now();
     const raised = this.stmts.purgeTops.all(cut);
     const forgotten: { id: string; origin: string; incarnation: number; seq: number }[] = [];
+    let deleted = 0;
     this.db.transaction(() => {
       for (const f of raised) {
         // Rows not merged yet (the newest): found in memory, deleted one by one (no index on messages to scan by).
@@ -444,21 +518,24 @@ export class GossipStore {
           for (const [seq, rowid] of pending) {
             if (seq > f.floor) continue;
             const id = this.stmts.idAt.get(rowid);
-            this.stmts.deleteRow.run(rowid);
+            deleted += this.stmts.deleteRow.run(rowid).changes;
             if (id !== undefined) forgotten.push({ id, origin: f.origin, incarnation: f.incarnation, seq });
           }
         }
         this.stmts.purgeIds.run(f.origin, f.incarnation, f.floor);
-        this.stmts.purgeMerged.run(f.origin, f.incarnation, f.floor);
+        deleted += this.stmts.purgeMerged.run(f.origin, f.incarnation, f.floor).changes;
         this.stmts.purgeSeqs.run(f.origin, f.incarnation, f.floor);
         this.stmts.raiseFloor.run(f.origin, f.incarnation, f.floor);
       }
     })();
     // Only once committed: a failed purge leaves memory as the database is.
+    this.rows -= deleted;
     for (const r of forgotten) {
       this.pendingIds.delete(r.id);
       this.pendingSeqs.get(streamKey(r.origin, r.incarnation))?.delete(r.seq);
     }
+    this.work.purges += 1;
+    this.work.purgeMs += performance.now() - t0;
     return raised;
   }
 

@@ -338,6 +338,62 @@ test('retention by age finds its cut in storing order over many rows, gaps inclu
   assert.equal(s.list(0, 1)[0]!.rowid, 151);
   assert.equal(s.purge(keepAll, 1_000 + 10 * 160 + 101).length, 11, 'rowids 151..161');
   assert.equal(s.purge(keepAll, 1_000_000).length, 300 - 161);
-  assert.equal(s.count(), 0);
+  // Asked of the table itself: count() is kept in memory by the store, which cannot see the rows deleted behind its back above.
+  const left = new Database(join(d, 'gossip.db'), { readonly: true });
+  assert.equal((left.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n, 0);
+  left.close();
   assert.deepEqual(s.purge(keepAll, 2_000_000), [], 'empty store');
+});
+
+test('count() is kept in memory and always equals the rows in the table: duplicates, merges, both kinds of purge, a reopen', (t) => {
+  const d = dir(t);
+  const rowsInTable = (): number => {
+    const raw = new Database(join(d, 'gossip.db'), { readonly: true });
+    try {
+      return (raw.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n;
+    } finally {
+      raw.close();
+    }
+  };
+  const s = GossipStore.open(d, { idMergeRows: 4 });
+  const ms = Array.from({ length: 7 }, (_, i) => [msg('a', 1, i + 1), msg('b', 1, i + 1)]).flat();
+  s.insertMany(ms.slice(0, 5).map((message) => ({ message, receivedMs: 1_000 })));
+  // Copies of stored ones (merged or not) next to new ones: only the new count.
+  assert.equal(s.insertMany([...ms.slice(0, 6), ...ms.slice(3, 9)].map((message) => ({ message, receivedMs: 2_000 }))), 4);
+  assert.equal(s.count(), 9);
+  assert.equal(s.count(), rowsInTable());
+  s.insertMany(ms.slice(9).map((message) => ({ message, receivedMs: 3_000 })));
+  assert.equal(s.count(), 14);
+  // By count (merged rows and rows still in memory), then by age.
+  s.purge({ retainCount: 5, retainMs: RETENTION_DEFAULTS.retainMs }, 3_000);
+  assert.equal(s.count(), rowsInTable());
+  assert.ok(s.count() <= 5 && s.count() > 0, `kept ${s.count()}`);
+  s.close();
+  const again = open(t, d);
+  assert.equal(again.count(), rowsInTable(), 'read back at open');
+  again.purge({ retainCount: 100, retainMs: 1 }, 10_000);
+  assert.equal(again.count(), 0);
+  assert.equal(rowsInTable(), 0);
+});
+
+test('id merges come at jittered points, so nodes that store the same flood do not all merge at once', (t) => {
+  const s = GossipStore.open(dir(t), { idMergeRows: 40, idMergeJitter: 0.5 });
+  t.after(() => s.close());
+  const points: number[] = [];
+  let since = 0;
+  for (let i = 1; i <= 1_000; i++) {
+    s.insertMany([{ message: msg('j', 1, i), receivedMs: i }]);
+    since += 1;
+    if (s.work.idMerges > points.length) {
+      points.push(since);
+      since = 0;
+    }
+  }
+  assert.ok(points.length >= 15, `${points.length} merges`);
+  for (const p of points) assert.ok(p >= 20 && p <= 60, `a merge after ${p} rows, outside 40 ± 50 %`);
+  assert.ok(new Set(points).size > 3, `merge points vary: ${points.join(' ')}`);
+  // Everything stays findable across the merges.
+  assert.equal(s.count(), 1_000);
+  assert.deepEqual(keys(s.bySeqs('j', 1, [1, 500, 1_000])), ['j/1/1', 'j/1/500', 'j/1/1000']);
+  assert.equal(s.get(msg('j', 1, 777).id)!.seq, 777);
 });
