@@ -20,7 +20,8 @@
  * watch's answer on each read is stamped once and its bytes copied; a frame's
  * stamp is that of the read that completed it (what the client's frame
  * decoder did, event for event). Measured with 8 local nodes, 500 events
- * each: 0.24 → 0.12 probe CPU-ms per event (see bench/gossip.ts's header).
+ * each, 4 A/B pairs: 0.27 → 0.17 probe CPU-ms per event, medians (see
+ * bench/gossip.ts's header).
  *
  * Commands on stdin, one per line; each answer is one line on stdout:
  *   submit START_MS SPACING_MS FIRST COUNT STEP BYTES
