@@ -80,6 +80,15 @@
  *    A/B pairs on a loaded machine (load 11-24): 0.25-0.27 ms before (median
  *    0.27), 0.13-0.18 after (median 0.17); in the lab, 16 probes, loaded
  *    runs of the same day: 3.2-5.6 CPU-ms per message before, 2.6-3.3 after.
+ *    The nodes' JIT is still warming during the latency phases (session 6,
+ *    perf on the 16 node processes, loaded machine): V8's background
+ *    TurboFan compiles were 11-28 % of the nodes' CPU in the first probe run
+ *    after start, 9-17 % two minutes later, 2 % after about four; at 25
+ *    messages/s the hot paths cross V8's thresholds one by one (about 220
+ *    functions optimized per node, few deopts). Consecutive probe runs in one
+ *    lab (BENCH_GOSSIP_PROBE_RUNS=3) went 17.1 → 14.0 → 12.7 node CPU-ms per
+ *    message. So the order of the phases matters: the relay-watch run
+ *    (default on) warms the nodes before the probe run.
  *  - grapevine, node-side cross-checks (no bench process involved): every
  *    node's SQLite store records received_ms; max over nodes minus the
  *    origin's created_ms (both wall clock, shared by the namespaces; 1 ms
