@@ -75,6 +75,25 @@
  *    no watch at all node-side 8/20, 5/11, 5/11; one hop (stamp minus the
  *    sender's stamp) p50 1.6–2.1 ms, p99 8–11 ms; the last node 3 hops away
  *    at p50, 5–6 at p99; the origin's commit + event p50 1.1–1.2 ms.
+ *    Since 2026-11-22 (session 6) the probe's watch is a raw socket of its
+ *    own (net.connect with `onread`: one reused read buffer, no stream
+ *    machinery and no frame object per event; the probe sends the client
+ *    Hello and the watch request itself). What is stamped is unchanged: the
+ *    read that completed each event frame, taken first thing in the read
+ *    callback (a few tens of µs earlier than the client's stream and frame
+ *    decoder could). Probe CPU per event, 8 local nodes × 500 events, four
+ *    A/B pairs on a loaded machine (load 11-24): 0.25-0.27 ms before (median
+ *    0.27), 0.13-0.18 after (median 0.17); in the lab, 16 probes, loaded
+ *    runs of the same day: 3.2-5.6 CPU-ms per message before, 2.6-3.3 after.
+ *    The nodes' JIT is still warming during the latency phases (session 6,
+ *    perf on the 16 node processes, loaded machine): V8's background
+ *    TurboFan compiles were 11-28 % of the nodes' CPU in the first probe run
+ *    after start, 9-17 % two minutes later, 2 % after about four; at 25
+ *    messages/s the hot paths cross V8's thresholds one by one (about 220
+ *    functions optimized per node, few deopts). Consecutive probe runs in one
+ *    lab (BENCH_GOSSIP_PROBE_RUNS=3) went 17.1 → 14.0 → 12.7 node CPU-ms per
+ *    message. So the order of the phases matters: the relay-watch run
+ *    (default on) warms the nodes before the probe run.
  *  - grapevine, node-side cross-checks (no bench process involved): every
  *    node's SQLite store records received_ms; max over nodes minus the
  *    origin's created_ms (both wall clock, shared by the namespaces; 1 ms
@@ -164,6 +183,14 @@ const PROBE_NICE = envInt('BENCH_GOSSIP_PROBE_NICE', -10, -20, 19);
 /** Bytes of each message text / serf payload (serf refuses name + payload over 512 bytes). */
 const PAYLOAD_BYTES = envInt('BENCH_GOSSIP_PAYLOAD_BYTES', 100, 24, 400);
 const RUN_SERF = (process.env.BENCH_GOSSIP_SERF ?? 'on') !== 'off';
+/**
+ * Quick looks at latency (BENCH_GOSSIP_LATENCY_ONLY=on): only the idle CPU, the
+ * probe run BENCH_GOSSIP_PROBE_RUNS times in the same lab, and the run without
+ * watches; figures are printed (and kept in bench/results/gossip-latency-*.json),
+ * bench/RESULTS.md is not touched.
+ */
+const LATENCY_ONLY = (process.env.BENCH_GOSSIP_LATENCY_ONLY ?? 'off') === 'on';
+const PROBE_RUNS = envInt('BENCH_GOSSIP_PROBE_RUNS', 1, 1, 9);
 
 /** Hosts the throughput clients submit at: spread over the ring, never the re-sync victim. */
 const TP_HOSTS = ((): number[] => {
@@ -1378,6 +1405,10 @@ async function main(): Promise<void> {
     const cluster = await startGvCluster(lab);
     say(`grapevine: latency over ${MESSAGES} messages`);
     const idleCpuPerS = await gvIdleCpuPerS(cluster);
+    if (LATENCY_ONLY) {
+      await latencyOnly(cluster, idleCpuPerS, lab, countOtherLabs);
+      return;
+    }
     let relayWatch: GvLatency | null = null;
     if (RELAY_WATCH) {
       await countOtherLabs('grapevine latency, relay watches');
@@ -1504,6 +1535,25 @@ async function main(): Promise<void> {
   const context = `grapevine ${source}; load average at the start ${loadAtStart}; before each phase (${phases.map((p) => p.phase).join(' / ')}): other labs ${phases.map((p) => p.otherLabs).join(' / ')}, 1-min load ${phases.map((p) => p.load1.toFixed(1)).join(' / ')} (16 busy nodes alone make ~16)`;
   writeSection(RESULTS_MD, 'gossip', markdown(date, runMinutes, machine, context, rs, gv, sf, jsonRel));
   say(`wrote ${jsonRel} and bench/RESULTS.md`);
+}
+
+/** BENCH_GOSSIP_LATENCY_ONLY=on: the probe run PROBE_RUNS times, then the run without watches; printed, not written to RESULTS.md. */
+async function latencyOnly(cluster: GvCluster, idleCpuPerS: number | null, lab: Lab, countOtherLabs: (phase: string) => Promise<void>): Promise<void> {
+  const runs: GvProbeLatency[] = [];
+  for (let r = 1; r <= PROBE_RUNS; r++) {
+    await countOtherLabs(`probes ${r}`);
+    const l = await gvLatencyProbes(lab, cluster, idleCpuPerS);
+    runs.push(l);
+    say(`probes ${r}/${PROBE_RUNS}: p50 ${fmtMs(l.lastMs.p50)}, p99 ${fmtMs(l.lastMs.p99)}, max ${fmtMs(l.lastMs.max)} (node-side p50 ${fmtMs(l.nodeSideLastMs.p50)}, p99 ${fmtMs(l.nodeSideLastMs.p99)}; hop p50 ${fmtMs(l.hopMs.p50)}, p99 ${fmtMs(l.hopMs.p99)}); CPU-ms per message: nodes ${l.nodeCpuMsPerMessage}, probes ${l.probeCpuMsPerMessage}; idle ${l.idleCpuPerNodePct} % per node; load1 ${loadavg()[0]!.toFixed(1)}`);
+  }
+  await countOtherLabs('no watches');
+  const quiet = await gvLatencyQuiet(cluster, idleCpuPerS);
+  say(`no watches: node-side p50 ${fmtMs(quiet.nodeSideLastMs.p50)}, p99 ${fmtMs(quiet.nodeSideLastMs.p99)}; nodes ${quiet.nodeCpuMsPerMessage} CPU-ms per message; load1 ${loadavg()[0]!.toFixed(1)}`);
+  const p99s = runs.map((l) => l.lastMs.p99 ?? Infinity);
+  say(`probe p99 median of ${runs.length}: ${fmtMs(median(p99s))}; node CPU-ms/msg median ${median(present(runs.map((l) => l.nodeCpuMsPerMessage)))}; probe CPU-ms/msg median ${median(present(runs.map((l) => l.probeCpuMsPerMessage)))}`);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const stamp = new Date().toISOString().replace(/:/g, '').replace(/\.\d+Z$/, 'Z');
+  writeFileSync(join(RESULTS_DIR, `gossip-latency-${stamp}.json`), `${JSON.stringify({ runs: runs.map((l) => ({ ...l, samples: undefined })), quiet }, null, 2)}\n`);
 }
 
 main().catch((err: unknown) => {

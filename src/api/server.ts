@@ -4,7 +4,7 @@ import type { FramedConnection } from '../runtime/connection.js';
 import type { GrapevineNode } from '../runtime/node.js';
 import { GossipError } from '../runtime/gossip-service.js';
 import { messageToWire } from '../runtime/gossip-codec.js';
-import { encodeGossipMessage, gossipEventFrame } from '../runtime/gossip-frame.js';
+import { gossipEventFrame } from '../runtime/gossip-frame.js';
 import { isMessageId } from '../core/gossip/message.js';
 import { handleKv } from './kv-handler.js';
 import { handleLockClientRequest } from '../runtime/lock-client.js';
@@ -80,8 +80,8 @@ function handleRequest(node: GrapevineNode, env: Envelope, conn: FramedConnectio
     case 'watchRequest': {
       let unwatch: () => void;
       try {
-        unwatch = node.gossip.watch((m) => {
-          conn.sendFrame(gossipEventFrame(env.requestId, encodeGossipMessage(m)));
+        unwatch = node.gossip.watch((_m, encoded) => {
+          conn.sendFrame(gossipEventFrame(env.requestId, encoded));
         });
       } catch (err) {
         conn.reply(env, { body: { case: 'error', value: { code: 'busy', message: (err as Error).message } } });

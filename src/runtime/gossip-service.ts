@@ -67,6 +67,9 @@ export class GossipError extends Error {
   }
 }
 
+/** A watcher: the stored message, and its GossipMessage bytes (encodeGossipMessage of it, shared by every watcher). */
+export type WatchListener = (m: StoredMessage, encoded: Uint8Array) => void;
+
 interface PendingWrite {
   readonly message: GossipMessage;
   readonly receivedMs: number;
@@ -116,7 +119,7 @@ export class GossipService implements Service {
   /** Bumped on every commit: a neighbour last synced at the current version has nothing new from us. */
   private version = 0;
   private readonly lastSync = new Map<string, { version: number; atMs: number }>();
-  private readonly watchers = new Set<(m: StoredMessage) => void>();
+  private readonly watchers = new Set<WatchListener>();
   private readonly offences: RateLimitedLog;
   /** Our path entry, appended to the bytes of the messages we forward. */
   private readonly selfPathEntry: Uint8Array;
@@ -216,7 +219,7 @@ export class GossipService implements Service {
   }
 
   /** Calls `listener` for every message stored from now on; returns the unsubscribe. */
-  watch(listener: (m: StoredMessage) => void): () => void {
+  watch(listener: WatchListener): () => void {
     if (this.watchers.size >= this.options.watchersMax) throw new GossipError('busy', `more than ${this.options.watchersMax} watchers`);
     this.watchers.add(listener);
     return () => this.watchers.delete(listener);
@@ -344,7 +347,9 @@ export class GossipService implements Service {
       }
       if (this.watchers.size > 0) {
         const stored = { ...w.message, rowid: 0, receivedMs: w.receivedMs };
-        for (const listener of this.watchers) listener(stored);
+        // Encoded once for every watcher; a peer's canonical bytes are already exactly that.
+        const encoded = w.canonical ?? encodeGossipMessage(w.message);
+        for (const listener of this.watchers) listener(stored, encoded);
       }
     }
     for (const [peer, messages] of outbox) this.sendBatch(peer, messages);
