@@ -1,6 +1,7 @@
 // The cache service's pacing (src/runtime/kv-service.ts) with fake links:
 // under a write load a node sends at most one flood frame per
-// `floodIntervalMs` (a quiet node's first change goes at once, and a change
+// `floodIntervalMs` (`floodBusyIntervalMs` after a frame of `floodBusyEntries`
+// changes; a quiet node's first change goes at once, and a change
 // waiting for its frame counts as unreplicated in the beacon); the periodic
 // anti-entropy round waits while changes flow and runs once they stop.
 import { test } from 'node:test';
@@ -73,6 +74,25 @@ test('under a write load one flood frame per floodIntervalMs; a quiet node sends
   assert.equal(peer.frames.length, 2);
   assert.deepEqual(peer.keysOf(1), ['b', 'c'], 'one frame for both');
   assert.equal(svc.oldestPendingMs(), 0);
+});
+
+test('after a frame of floodBusyEntries changes the next waits floodBusyIntervalMs; after a small one, floodIntervalMs', async (t) => {
+  const peer = fakePeer();
+  const svc = await service(t, peer.conn, { floodIntervalMs: 1, floodBusyIntervalMs: 150, floodBusyEntries: 3 });
+  // Three writes in one turn: one commit, one frame at once (the node was quiet).
+  await svc.putMany([1, 2, 3].map((i) => [Buffer.from(`a${i}`), Buffer.from('v')] as const));
+  assert.equal(peer.frames.length, 1);
+  assert.equal(peer.keysOf(0).length, 3);
+  await sleep(20);
+  await svc.put(Buffer.from('b'), Buffer.from('v'));
+  assert.equal(peer.frames.length, 1, 'a busy node waits floodBusyIntervalMs, not floodIntervalMs');
+  await sleep(200);
+  assert.equal(peer.frames.length, 2);
+  assert.deepEqual(peer.keysOf(1), ['b']);
+  // That frame carried one change: the next waits floodIntervalMs only.
+  await sleep(5);
+  await svc.put(Buffer.from('c'), Buffer.from('v'));
+  assert.equal(peer.frames.length, 3, 'back to the short interval after a small frame');
 });
 
 test('periodic anti-entropy waits while changes flow and runs once they stop', async (t) => {
