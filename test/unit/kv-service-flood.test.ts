@@ -151,3 +151,19 @@ test('flooded changes no neighbour needs from us share one delayed commit; an ow
   assert.equal(svc.stats.commits, commits0 + 3);
   assert.ok(n3.frames.slice(framesBefore).some((_, i) => n3.keysOf(framesBefore + i).includes('e')), 'relayed to n3');
 });
+
+test('changes below the purge horizon are not taken from a frame: old tombstones and long-expired values; an old plain value is', async (t) => {
+  const peer = fakePeer();
+  const svc = await service(t, peer.conn, { tombstoneRetentionMs: 1_000 });
+  const old = hlcOf(Date.now() - 60_000);
+  const frame = encodeKvBatchFrame([
+    { key: 'tomb', value: undefined, hlc: old, node: 'n2', expiresMs: 0 },
+    { key: 'expired', value: Buffer.from('v'), hlc: old + 1, node: 'n2', expiresMs: Date.now() - 30_000 },
+    { key: 'plain', value: Buffer.from('v'), hlc: old + 2, node: 'n2', expiresMs: 0 },
+  ]);
+  assert.equal(svc.onPeerFrame('n2', frame.subarray(4)), true);
+  const info = svc.info();
+  assert.equal(info.keys_held, 1, 'only the plain value is held');
+  assert.equal(Buffer.from(svc.getLocal(Buffer.from('plain'))!).toString(), 'v');
+  assert.equal(info.repl_received, 3);
+});
