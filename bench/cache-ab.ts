@@ -6,7 +6,7 @@
  * (plain, then -P 16) against node 1 and prints one JSON line per run: µs of
  * CPU per SET per node (utime+stime from /proc), the rate, and the flood
  * frames per second node 2 received; then the quiet replication lag (last
- * of the 2 replicas, 500 samples). Usage:
+ * of the 2 replicas, 500 samples) and each node's RSS after it. Usage:
  *   GRAPEVINE_JS=/tmp/old/cli/grapevine.js node --import tsx bench/cache-ab.ts old
  * Env: AB_N (SETs per plain run, default 200000), AB_NP (per -P 16 run,
  * 600000), AB_PROF_DIR (a directory: --cpu-prof for every node).
@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheInfo, startLocalCluster, stopCluster } from './lib/cache-cluster.js';
+import { rssMiB } from './lib/host-stats.js';
 import { killStarted } from './lib/procs.js';
 import { runBenchmark } from './lib/redis.js';
 import { measureLag } from './lib/cache-lag.js';
@@ -43,7 +44,8 @@ try {
   const [w, ...rs] = await Promise.all(cluster.nodes.map((x) => RespClient.open(x.host, x.respPort, x.id, 2_000)));
   const lag = await measureLag(w!, rs, { samples: 520, window: 4, timeoutMs: 2_000, keyPrefix: `lag:${process.pid}`, gapMs: [1, 3], maxDurationMs: 60_000 });
   const last = lag.samples.slice(20).map((x) => Math.max(...x.lagMs.map((v) => v ?? Infinity)));
-  console.log(JSON.stringify({ label, mode: 'lag', p50: percentile(last, 50), p99: percentile(last, 99) }));
+  const rss = await Promise.all(pids.map((p) => rssMiB(p)));
+  console.log(JSON.stringify({ label, mode: 'lag', p50: percentile(last, 50), p99: percentile(last, 99), rssMiB: rss }));
   for (const c of [w!, ...rs, n2]) c.close();
 } finally {
   await stopCluster(cluster);
