@@ -167,3 +167,25 @@ test('changes below the purge horizon are not taken from a frame: old tombstones
   assert.equal(Buffer.from(svc.getLocal(Buffer.from('plain'))!).toString(), 'v');
   assert.equal(info.repl_received, 3);
 });
+
+test('a replica that skips the flood of changes nobody needs from it still clears an earlier unsent mark once its neighbours are connected', async (t) => {
+  const n3 = fakePeer();
+  const conns: Record<string, FramedConnection | undefined> = { n2: fakePeer().conn, n3: undefined };
+  const svc = await service(t, n3.conn, {
+    neighbours: () => ['n2', 'n3'],
+    connection: (id) => conns[id],
+    overlayOf: (id) => (id === 'n2' ? new Set(['n1', 'n3']) : undefined),
+    overlayStableSinceMs: () => -1e9,
+    members: () => ['n1', 'n2', 'n3'],
+  });
+  // n3 is down when our own write floods: it is unsent.
+  await svc.put(Buffer.from('own'), Buffer.from('1'));
+  assert.ok(svc.oldestPendingMs() > 0, 'unsent to n3');
+  conns.n3 = n3.conn;
+  // A change n2 flooded to both of us: nothing for us to send, yet the mark goes.
+  const frame = encodeKvBatchFrame([{ key: 'x', value: Buffer.from('v'), hlc: hlcOf(Date.now()) + 5, node: 'n2', expiresMs: 0 }]);
+  svc.onPeerFrame('n2', frame.subarray(4));
+  await sleep(40);
+  assert.equal(n3.frames.length, 0, 'nothing relayed');
+  assert.equal(svc.oldestPendingMs(), 0);
+});
