@@ -1,7 +1,7 @@
 import type { KvEntry } from '../core/kv/entry.js';
 import { FRAME_HEADER_BYTES } from '../wire/index.js';
 import { NODE_ID_BYTES_MAX } from './kv-codec.js';
-import { varintBytes, writeLatin1, writeVarint } from '../wire/varint.js';
+import { varintBytes, writeBytes, writeLatin1, writeVarint } from '../wire/varint.js';
 
 /**
  * The replication hot path's codec: a frame holding one `Envelope { kv_batch }`
@@ -109,8 +109,7 @@ export function encodeKvBatchFrame(entries: readonly KvEntry[], repair = false):
     if (value !== undefined && value.length > 0) {
       out[pos++] = (2 << 3) | WIRE_LEN;
       pos = writeVarint(out, pos, value.length);
-      out.set(value, pos);
-      pos += value.length;
+      pos = writeBytes(out, pos, value);
     }
     if (e.hlc !== 0) {
       out[pos++] = (3 << 3) | WIRE_VARINT;
@@ -120,8 +119,7 @@ export function encodeKvBatchFrame(entries: readonly KvEntry[], repair = false):
     if (node.length > 0) {
       out[pos++] = (4 << 3) | WIRE_LEN;
       pos = writeVarint(out, pos, node.length);
-      out.set(node, pos);
-      pos += node.length;
+      pos = writeBytes(out, pos, node);
     }
     if (value === undefined) {
       out[pos++] = (5 << 3) | WIRE_VARINT;

@@ -1,5 +1,5 @@
 import type { KvEntry } from '../core/kv/entry.js';
-import { varintBytes, writeLatin1, writeVarint } from '../wire/varint.js';
+import { varintBytes, writeBytes, writeLatin1, writeVarint } from '../wire/varint.js';
 
 /**
  * The records of the cache's log (src/store/kv-store.ts): one blob holds the
@@ -58,13 +58,11 @@ export class LogBlobWriter {
       pos = writeVarint(out, pos, e.hlc);
       const node = this.nodeBytes(e.node);
       pos = writeVarint(out, pos, node.length);
-      out.set(node, pos);
-      pos += node.length;
+      pos = writeBytes(out, pos, node);
       if (value !== undefined) {
         pos = writeVarint(out, pos, e.expiresMs);
         pos = writeVarint(out, pos, value.length);
-        out.set(value, pos);
-        pos += value.length;
+        pos = writeBytes(out, pos, value);
       }
     }
     if (pos !== size) throw new Error(`cache log writer wrote ${pos} of ${size} bytes`);

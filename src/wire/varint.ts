@@ -39,3 +39,17 @@ export function writeLatin1(out: Buffer, pos: number, text: string): number {
   for (let i = 0; i < n; i++) out[pos + i] = text.charCodeAt(i);
   return pos + n;
 }
+
+/** Up to this many bytes a JS loop beats TypedArray#set (node ids and typical cache values are a few bytes). */
+const BYTES_LOOP_MAX = 32;
+
+/** Copies `bytes` into `out` at `pos`; returns the offset after them. `out` must have room. */
+export function writeBytes(out: Uint8Array, pos: number, bytes: Uint8Array): number {
+  const n = bytes.length;
+  if (n > BYTES_LOOP_MAX) {
+    out.set(bytes, pos);
+    return pos + n;
+  }
+  for (let i = 0; i < n; i++) out[pos + i] = bytes[i]!;
+  return pos + n;
+}

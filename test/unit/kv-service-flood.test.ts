@@ -1,6 +1,7 @@
 // The cache service's pacing (src/runtime/kv-service.ts) with fake links:
 // under a write load a node sends at most one flood frame per
-// `floodIntervalMs` (a quiet node's first change goes at once, and a change
+// `floodIntervalMs` (`floodBusyIntervalMs` after a frame of `floodBusyEntries`
+// changes; a quiet node's first change goes at once, and a change
 // waiting for its frame counts as unreplicated in the beacon); the periodic
 // anti-entropy round waits while changes flow and runs once they stop.
 import { test } from 'node:test';
@@ -75,6 +76,25 @@ test('under a write load one flood frame per floodIntervalMs; a quiet node sends
   assert.equal(svc.oldestPendingMs(), 0);
 });
 
+test('after a frame of floodBusyEntries changes the next waits floodBusyIntervalMs; after a small one, floodIntervalMs', async (t) => {
+  const peer = fakePeer();
+  const svc = await service(t, peer.conn, { floodIntervalMs: 1, floodBusyIntervalMs: 150, floodBusyEntries: 3 });
+  // Three writes in one turn: one commit, one frame at once (the node was quiet).
+  await svc.putMany([1, 2, 3].map((i) => [Buffer.from(`a${i}`), Buffer.from('v')] as const));
+  assert.equal(peer.frames.length, 1);
+  assert.equal(peer.keysOf(0).length, 3);
+  await sleep(20);
+  await svc.put(Buffer.from('b'), Buffer.from('v'));
+  assert.equal(peer.frames.length, 1, 'a busy node waits floodBusyIntervalMs, not floodIntervalMs');
+  await sleep(200);
+  assert.equal(peer.frames.length, 2);
+  assert.deepEqual(peer.keysOf(1), ['b']);
+  // That frame carried one change: the next waits floodIntervalMs only.
+  await sleep(5);
+  await svc.put(Buffer.from('c'), Buffer.from('v'));
+  assert.equal(peer.frames.length, 3, 'back to the short interval after a small frame');
+});
+
 test('periodic anti-entropy waits while changes flow and runs once they stop', async (t) => {
   const peer = fakePeer();
   const svc = await service(t, peer.conn, { idleSyncIntervalMs: 60, syncQuietMs: 150 });
@@ -130,4 +150,42 @@ test('flooded changes no neighbour needs from us share one delayed commit; an ow
   await sleep(5);
   assert.equal(svc.stats.commits, commits0 + 3);
   assert.ok(n3.frames.slice(framesBefore).some((_, i) => n3.keysOf(framesBefore + i).includes('e')), 'relayed to n3');
+});
+
+test('changes below the purge horizon are not taken from a frame: old tombstones and long-expired values; an old plain value is', async (t) => {
+  const peer = fakePeer();
+  const svc = await service(t, peer.conn, { tombstoneRetentionMs: 1_000 });
+  const old = hlcOf(Date.now() - 60_000);
+  const frame = encodeKvBatchFrame([
+    { key: 'tomb', value: undefined, hlc: old, node: 'n2', expiresMs: 0 },
+    { key: 'expired', value: Buffer.from('v'), hlc: old + 1, node: 'n2', expiresMs: Date.now() - 30_000 },
+    { key: 'plain', value: Buffer.from('v'), hlc: old + 2, node: 'n2', expiresMs: 0 },
+  ]);
+  assert.equal(svc.onPeerFrame('n2', frame.subarray(4)), true);
+  const info = svc.info();
+  assert.equal(info.keys_held, 1, 'only the plain value is held');
+  assert.equal(Buffer.from(svc.getLocal(Buffer.from('plain'))!).toString(), 'v');
+  assert.equal(info.repl_received, 3);
+});
+
+test('a replica that skips the flood of changes nobody needs from it still clears an earlier unsent mark once its neighbours are connected', async (t) => {
+  const n3 = fakePeer();
+  const conns: Record<string, FramedConnection | undefined> = { n2: fakePeer().conn, n3: undefined };
+  const svc = await service(t, n3.conn, {
+    neighbours: () => ['n2', 'n3'],
+    connection: (id) => conns[id],
+    overlayOf: (id) => (id === 'n2' ? new Set(['n1', 'n3']) : undefined),
+    overlayStableSinceMs: () => -1e9,
+    members: () => ['n1', 'n2', 'n3'],
+  });
+  // n3 is down when our own write floods: it is unsent.
+  await svc.put(Buffer.from('own'), Buffer.from('1'));
+  assert.ok(svc.oldestPendingMs() > 0, 'unsent to n3');
+  conns.n3 = n3.conn;
+  // A change n2 flooded to both of us: nothing for us to send, yet the mark goes.
+  const frame = encodeKvBatchFrame([{ key: 'x', value: Buffer.from('v'), hlc: hlcOf(Date.now()) + 5, node: 'n2', expiresMs: 0 }]);
+  svc.onPeerFrame('n2', frame.subarray(4));
+  await sleep(40);
+  assert.equal(n3.frames.length, 0, 'nothing relayed');
+  assert.equal(svc.oldestPendingMs(), 0);
 });
