@@ -45,6 +45,8 @@ export interface KvServiceOptions {
   /** ...and at most this often after a frame of at least floodBusyEntries changes (a write load). */
   readonly floodBusyIntervalMs: number;
   readonly floodBusyEntries: number;
+  /** How long received changes no neighbour needs from us wait for a shared commit (see KV_SERVICE_DEFAULTS). */
+  readonly relaylessCommitDelayMs: number;
   /** Tombstones and expired values are kept at least this long. */
   readonly tombstoneRetentionMs: number;
   /** Writes waiting for the next group commit; beyond it writes are refused (busy) and incoming changes dropped. */
@@ -100,6 +102,17 @@ export const KV_SERVICE_DEFAULTS = Object.freeze({
   // bench's lag probe: one SET every 1-3 ms) still leave within a millisecond.
   floodBusyIntervalMs: 4,
   floodBusyEntries: 16,
+  /**
+   * Flooded changes that no neighbour needs from this node (the sender's own
+   * flood reaches them all, e.g. every replica of a 3-node cluster) wait this
+   * long for their group commit, with whatever else arrives meanwhile. Nothing
+   * waits on that commit (no writer is answered, nothing is sent on), so one
+   * SQLite commit per several frames instead of one per frame: on the bench's
+   * replicas the per-commit overhead was about a tenth of their CPU. A crash
+   * in the window loses only changes the writer's node has on disk, which
+   * anti-entropy fetches again when the link comes back up.
+   */
+  relaylessCommitDelayMs: 10,
   tombstoneRetentionMs: 3_600_000,
   pendingWritesMax: 200_000,
   syncVersionsMax: 4_096,
@@ -153,18 +166,7 @@ const SYNC_TIMEOUT_MS = 30_000;
 const SYNC_DEFER_MAX_INTERVALS = 6;
 /** Entries per flood frame stop at about this many bytes (the frame limit is 4 MiB). */
 const FRAME_BYTES_TARGET = 1024 * 1024;
-/**
- * Flooded changes that no neighbour needs from this node (the sender's own
- * flood reaches them all, e.g. every replica of a 3-node cluster) wait this
- * long for their group commit, with whatever else arrives meanwhile. Nothing
- * waits on that commit (no writer is answered, nothing is sent on), so one
- * SQLite commit per several frames instead of one per frame: on the bench's
- * replicas the per-commit overhead was about a tenth of their CPU. A crash
- * in the window loses only changes the writer's node has on disk, which
- * anti-entropy fetches again when the link comes back up.
- */
-const RELAYLESS_COMMIT_DELAY_MS = 10;
-/** ...unless this many are waiting: then at once (commits stay a bounded size). */
+/** Received changes waiting for a delayed commit (relaylessCommitDelayMs) are committed at once when this many wait (commits stay a bounded size). */
 const RELAYLESS_COMMIT_WRITES_MAX = 4_096;
 
 export class KvService implements Service, KvAccess {
@@ -175,7 +177,7 @@ export class KvService implements Service, KvAccess {
   private store: KvStore | undefined;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
-  /** The delayed commit of flooded changes nobody waits for (RELAYLESS_COMMIT_DELAY_MS). */
+  /** The delayed commit of flooded changes nobody waits for (relaylessCommitDelayMs). */
   private commitTimer: NodeJS.Timeout | undefined;
   private turn: TurnCommit | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
@@ -623,7 +625,7 @@ export class KvService implements Service, KvAccess {
     this.scheduleFlush(false);
   }
 
-  /** The group commit at the end of this turn, or (`delayed`, and none due sooner) in RELAYLESS_COMMIT_DELAY_MS. */
+  /** The group commit at the end of this turn, or (`delayed`, and none due sooner) in relaylessCommitDelayMs. */
   private scheduleFlush(delayed: boolean): void {
     if (this.flushScheduled) return;
     if (!delayed) {
@@ -635,7 +637,7 @@ export class KvService implements Service, KvAccess {
     }
     if (this.commitTimer === undefined) {
       this.lastChangeAtMs = performance.now();
-      this.commitTimer = setTimeout(() => this.flush(), RELAYLESS_COMMIT_DELAY_MS);
+      this.commitTimer = setTimeout(() => this.flush(), this.options.relaylessCommitDelayMs);
     }
   }
 

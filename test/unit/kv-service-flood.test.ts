@@ -122,6 +122,8 @@ test('flooded changes no neighbour needs from us share one delayed commit; an ow
     overlayOf: (id) => (id === 'n2' ? n2Neighbours : undefined),
     overlayStableSinceMs: () => -1e9,
     members: () => ['n1', 'n2', 'n3'],
+    // Long enough that a loaded machine cannot fire it between two turns of this test.
+    relaylessCommitDelayMs: 400,
   });
   const tick = () => new Promise((r) => setImmediate(r));
   let hlc = hlcOf(Date.now());
@@ -134,7 +136,7 @@ test('flooded changes no neighbour needs from us share one delayed commit; an ow
   await tick();
   assert.equal(svc.stats.commits, commits0, 'not committed in the turn');
   assert.equal(Buffer.from(svc.getLocal(Buffer.from('b'))!).toString(), 'v', 'read at once');
-  await sleep(40);
+  for (const until = Date.now() + 5_000; svc.stats.commits === commits0 && Date.now() < until; ) await sleep(20);
   assert.equal(svc.stats.commits, commits0 + 1, 'both in one commit');
   assert.equal(n3.frames.length, 0, 'n3 has them from n2');
   // An own write while a flooded change waits: both committed in the turn.
