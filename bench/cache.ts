@@ -29,6 +29,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
+import { fmtSteal, stealMeter } from './lib/steal.js';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -852,9 +853,13 @@ async function main(): Promise<void> {
   const redisPersistence: Record<string, Record<string, string>> = {};
   let rss: Record<string, number | null> = {};
   let profile: ProfileSummary | null = null;
-  const phases: { phase: string; atS: number; load1: number }[] = [];
+  const phases: { phase: string; atS: number; load1: number; stealPctBefore: number | null }[] = [];
+  const stealSince = stealMeter();
   const phase = (name: string): void => {
-    phases.push({ phase: name, atS: round((Date.now() - T0) / 1000, 1)!, load1: round(loadavg()[0]!, 2)! });
+    // The steal share is that of the stretch since the previous mark, i.e. of the phase just ended.
+    phases.push({ phase: name, atS: round((Date.now() - T0) / 1000, 1)!, load1: round(loadavg()[0]!, 2)!, stealPctBefore: stealSince() });
+    const steal = phases[phases.length - 1]!.stealPctBefore;
+    if (steal !== null && steal >= 5) say(`note: the host stole ${steal.toFixed(1)} % of this machine's CPU time since the last mark (figures of that stretch are slowed)`);
   };
   try {
     phase('start');
@@ -1025,7 +1030,7 @@ interface MdInput {
   readonly source: string;
   readonly build: ReturnType<typeof buildState>;
   readonly loadAtStart: string;
-  readonly phases: { phase: string; atS: number; load1: number }[];
+  readonly phases: { phase: string; atS: number; load1: number; stealPctBefore: number | null }[];
   readonly rows: Row[];
   readonly refName: string;
   readonly ref2Name: string;
@@ -1073,7 +1078,7 @@ function markdown(m: MdInput): string {
 
 \`npm run bench:cache\` — ${m.date}, ${m.runMinutes.toFixed(1)} min. Machine: ${m.machine.nproc} CPUs (${m.machine.cpuModel}), ${m.machine.memoryGiB} GiB RAM,
 Linux ${m.machine.kernel}, Node ${m.machine.node}; ${m.machine.serf}; redis-benchmark from redis-tools ${m.versions.toolsPackage}.
-grapevine ${m.source}; dist/ built ${m.build.distMtime}${m.build.stale ? `, older than ${m.build.newestSrc} (${m.build.newestSrcMtime})` : ''}. Load average at the start ${m.loadAtStart}; 1-min load at each phase (${m.phases.map((p) => p.phase).join(' / ')}): ${m.phases.map((p) => p.load1.toFixed(1)).join(' / ')} — other work shares the ${m.machine.nproc} CPUs, so figures are medians and ratios are taken against redis measured in the same run, runs alternating.
+grapevine ${m.source}; dist/ built ${m.build.distMtime}${m.build.stale ? `, older than ${m.build.newestSrc} (${m.build.newestSrcMtime})` : ''}. Load average at the start ${m.loadAtStart}; 1-min load at each phase (${m.phases.map((p) => p.phase).join(' / ')}): ${m.phases.map((p) => p.load1.toFixed(1)).join(' / ')}; host steal (CPU time the hypervisor gave to other machines) between these marks: ${fmtSteal(m.phases.slice(1).map((p) => p.stealPctBefore))} % — other work shares the ${m.machine.nproc} CPUs, so figures are medians and ratios are taken against redis measured in the same run, runs alternating.
 Raw figures: \`${m.jsonRel}\`.
 
 ${mdTable(m.rows, m.refName, m.ref2Name)}

@@ -112,6 +112,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { fmtSteal, stealMeter } from './lib/steal.js';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -1391,11 +1392,15 @@ async function main(): Promise<void> {
   say(`building a ${N}-host lab`);
   const lab = await Lab.create({ hosts: N, prefix: 'gvbench' });
   /** Before each phase: other labs on the machine (concurrent tests share the 2 CPUs) and the 1-min load average. */
-  const phases: { phase: string; otherLabs: number; load1: number }[] = [];
+  const phases: { phase: string; otherLabs: number; load1: number; stealPctBefore: number | null }[] = [];
+  const stealSince = stealMeter();
   const countOtherLabs = async (phase: string): Promise<void> => {
     const others = (await listNamespaces()).filter((ns) => ns.endsWith('-br') && !ns.startsWith(lab.run)).length;
-    phases.push({ phase, otherLabs: others, load1: round(loadavg()[0]!, 2)! });
+    // The steal share is that of the stretch since the previous mark, i.e. of the phase just ended.
+    phases.push({ phase, otherLabs: others, load1: round(loadavg()[0]!, 2)!, stealPctBefore: stealSince() });
     if (others > 0) say(`note: ${others} other lab(s) exist on this machine (concurrent tests share the CPUs)`);
+    const steal = phases[phases.length - 1]!.stealPctBefore;
+    if (steal !== null && steal >= 5) say(`note: the host stole ${steal.toFixed(1)} % of this machine's CPU time since the last mark (figures of that stretch are slowed)`);
   };
   let gv: GvResult;
   let sf: SerfResult | null = null;
@@ -1532,7 +1537,7 @@ async function main(): Promise<void> {
     table: rs,
   };
   writeFileSync(join(REPO, jsonRel), `${JSON.stringify(raw, null, 2)}\n`);
-  const context = `grapevine ${source}; load average at the start ${loadAtStart}; before each phase (${phases.map((p) => p.phase).join(' / ')}): other labs ${phases.map((p) => p.otherLabs).join(' / ')}, 1-min load ${phases.map((p) => p.load1.toFixed(1)).join(' / ')} (16 busy nodes alone make ~16)`;
+  const context = `grapevine ${source}; load average at the start ${loadAtStart}; before each phase (${phases.map((p) => p.phase).join(' / ')}): other labs ${phases.map((p) => p.otherLabs).join(' / ')}, 1-min load ${phases.map((p) => p.load1.toFixed(1)).join(' / ')} (16 busy nodes alone make ~16); host steal (CPU time the hypervisor gave to other machines) during each stretch between these marks: ${fmtSteal(phases.slice(1).map((p) => p.stealPctBefore))} %`;
   writeSection(RESULTS_MD, 'gossip', markdown(date, runMinutes, machine, context, rs, gv, sf, jsonRel));
   say(`wrote ${jsonRel} and bench/RESULTS.md`);
 }
